@@ -1,0 +1,77 @@
+import { DataSource } from 'typeorm';
+import { createTestDatabase, type TestDatabase } from '../../../../test/helpers/database';
+import { given } from '../../../../test/helpers/given';
+import { KeyRing } from '../crypto/key-ring';
+import { dataSourceOptions } from '../database/data-source';
+import { verifyChain } from './audit-chain';
+
+describe('audit hash chains (real Postgres)', () => {
+  let database: TestDatabase;
+  let db: DataSource;
+  const keys = new KeyRing([{ id: 'k', key: Buffer.alloc(32, 1) }], Buffer.alloc(32, 2));
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    db = await new DataSource(dataSourceOptions(database.url, 4)).initialize();
+  });
+  afterAll(async () => {
+    await db.destroy();
+    await database.drop();
+  });
+
+  async function recordConsents(n: number) {
+    const pharmacy = await given(db, keys).pharmacy();
+    const patient = await given(db, keys).patient(pharmacy);
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        db.query(
+          `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor) VALUES ($1, $2, 'sms', $3, 'api', 'k')`,
+          [patient.id, pharmacy.id, i % 2 ? 'opted_in' : 'opted_out'],
+        ),
+      ),
+    );
+  }
+
+  it('chains concurrent inserts into one unbroken sequence', async () => {
+    await recordConsents(40);
+    const report = await verifyChain(db, 'consent_events');
+    expect(report.broken).toBeNull();
+    expect(report.rows).toBe(40);
+  });
+
+  it('refuses UPDATE, DELETE and TRUNCATE, whoever asks', async () => {
+    await expect(db.query(`UPDATE consent_events SET status = 'opted_in'`)).rejects.toThrow(/append-only/);
+    await expect(db.query(`DELETE FROM consent_events`)).rejects.toThrow(/append-only/);
+    await expect(db.query(`TRUNCATE consent_events CASCADE`)).rejects.toThrow(/append-only/);
+  });
+
+  it('names the first row changed behind the trigger', async () => {
+    const [victim] = await db.query<{ id: string; seq: string }[]>(
+      `SELECT id::text, seq::text FROM consent_events ORDER BY seq OFFSET 9 LIMIT 1`,
+    );
+    await db.query(`ALTER TABLE consent_events DISABLE TRIGGER consent_events_append_only`);
+    await db.query(`UPDATE consent_events SET status = 'opted_in', source = 'forged' WHERE id = $1`, [
+      victim.id,
+    ]);
+    await db.query(`ALTER TABLE consent_events ENABLE TRIGGER consent_events_append_only`);
+    const report = await verifyChain(db, 'consent_events');
+    expect(report.broken).toMatchObject({
+      id: victim.id,
+      seq: victim.seq,
+      problem: expect.stringMatching(/hash/),
+    });
+  });
+
+  it('notices rows deleted from the end of a chain', async () => {
+    const before = await verifyChain(db, 'access_log');
+    expect(before.broken).toBeNull();
+    await db.query(
+      `INSERT INTO access_log (role, action, route) VALUES ('staff', 'read', '/x'), ('staff', 'read', '/y')`,
+    );
+    await db.query(`ALTER TABLE access_log DISABLE TRIGGER access_log_append_only`);
+    await db.query(`DELETE FROM access_log WHERE seq = (SELECT max(seq) FROM access_log)`);
+    await db.query(`ALTER TABLE access_log ENABLE TRIGGER access_log_append_only`);
+    const after = await verifyChain(db, 'access_log');
+    expect(after.broken?.problem).toMatch(/missing/);
+  });
+});

@@ -1,0 +1,42 @@
+import type { DynamicModule } from '@nestjs/common';
+import { ConfigError, loadConfig, type AppConfig } from '../config/config';
+import { startTelemetry, stopTelemetry } from '../telemetry/sdk';
+
+export interface AppEntry {
+  app: string;
+  title: string;
+  description: string;
+  /**
+   * Loads the app's root module. It is imported lazily (`await import('./x.module')`), after tracing has
+   * started: instrumentation patches express, pg, ioredis and Nest only as they are first required.
+   */
+  module: (config: AppConfig) => Promise<DynamicModule>;
+  port: (config: AppConfig) => number;
+  largeBodyRoutes?: string[];
+}
+
+/**
+ * The one way an app process starts: validated config or a one-line refusal, then tracing, then the app.
+ * Nothing here may import Nest, express or a database driver at the top: they must load after tracing.
+ */
+export async function bootstrap(entry: AppEntry): Promise<void> {
+  let config: AppConfig;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${entry.app}: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  if (config.phi.devKeys) {
+    process.stderr.write(
+      `${entry.app}: WARNING development PHI keys in use; set PHI_ENCRYPTION_KEYS and PHI_INDEX_KEY\n`,
+    );
+  }
+  startTelemetry({ app: entry.app, otel: config.otel });
+  const { createHttpApp } = await import('./bootstrap');
+  const app = await createHttpApp(await entry.module(config), entry, stopTelemetry);
+  await app.listen(entry.port(config));
+}

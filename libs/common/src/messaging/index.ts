@@ -1,0 +1,32 @@
+export { parseInboundKeyword, type InboundIntent } from './keywords';
+export {
+  GSM7_SEGMENT_LIMIT,
+  UCS2_SEGMENT_LIMIT,
+  isGsm7,
+  smsLength,
+  toGsm7,
+  type SmsEncoding,
+  type SmsLength,
+} from './gsm7';
+export {
+  MAX_CALLBACK_PHONE_LENGTH,
+  MAX_COUNT,
+  MAX_RETURN_TO_STOCK_DATE_LENGTH,
+  OPT_OUT_LINE,
+  TEMPLATE_KEYS,
+  TEMPLATE_PLACEHOLDERS,
+  isTemplateKey,
+  renderConfirmation,
+  renderSms,
+  renderVoice,
+  smsPharmacyName,
+  templateKey,
+  validateTemplate,
+  type ConfirmationVars,
+  type Language,
+  type NotificationKind,
+  type PharmacyTemplates,
+  type TemplateContext,
+  type TemplateKey,
+  type TemplateVars,
+} from './templates';

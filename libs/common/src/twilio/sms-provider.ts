@@ -1,0 +1,82 @@
+/** How long a request to the provider may take before we give up on its answer. */
+export const PROVIDER_REQUEST_TIMEOUT_MS = 15_000;
+
+/** The edge to the messaging provider. Twilio in production; the sandbox speaks the same wire format. */
+export abstract class SmsProvider {
+  abstract sendSms(message: OutboundSms): Promise<ProviderReceipt>;
+  abstract placeCall(call: OutboundCall): Promise<ProviderReceipt>;
+  /**
+   * What may be an attempt whose answer was lost (a 5xx or a timeout after the request went out): the messages
+   * or calls to `to` from `from` since `since` (with this body, for texts), oldest first. Several notices to one
+   * patient can share a body, so the caller decides which candidate, if any, is its own.
+   */
+  abstract findSent(query: SentQuery): Promise<ProviderReceipt[]>;
+}
+
+export interface SentQuery {
+  channel: 'sms' | 'voice';
+  to: string;
+  from: string;
+  since: Date;
+  body?: string;
+}
+
+export interface OutboundSms {
+  to: string;
+  from: string;
+  body: string;
+  statusCallback: string;
+}
+
+export interface OutboundCall {
+  to: string;
+  from: string;
+  twiml: string;
+  statusCallback: string;
+}
+
+export interface ProviderReceipt {
+  sid: string;
+  status: string;
+}
+
+/**
+ * Why a send failed, decided from Twilio's answer:
+ * - retryable: 429, 5xx, network: try again later;
+ * - opted_out: 21610, the recipient replied STOP at the carrier;
+ * - not_mobile: 21614 / 30006, a landline (voice may still reach it);
+ * - permanent: anything else that will not succeed on retry (21211 invalid number, ...).
+ */
+export type ProviderFailureKind = 'retryable' | 'opted_out' | 'not_mobile' | 'permanent';
+
+export class ProviderError extends Error {
+  constructor(
+    readonly kind: ProviderFailureKind,
+    readonly code: number | null,
+    readonly httpStatus: number | null,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}
+
+const PERMANENT_REASONS: Record<number, string> = {
+  21211: 'the number is not a valid phone number',
+  21612: 'the number cannot be reached from this sender',
+  21408: 'the destination region is not enabled',
+  21610: 'the recipient opted out at the carrier (replied STOP)',
+  21614: 'the number is not a mobile number (landline)',
+  30006: 'the number is a landline or unreachable carrier',
+};
+
+export function describeProviderCode(code: number | null): string {
+  return (code !== null && PERMANENT_REASONS[code]) || `provider error ${code ?? 'unknown'}`;
+}
+
+export function classifyProviderFailure(httpStatus: number | null, code: number | null): ProviderFailureKind {
+  if (code === 21610) return 'opted_out';
+  if (code === 21614 || code === 30006) return 'not_mobile';
+  if (httpStatus === null || httpStatus === 429 || httpStatus >= 500 || code === 20429) return 'retryable';
+  return 'permanent';
+}
