@@ -1,0 +1,148 @@
+import { plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
+import fc from 'fast-check';
+import { FILL_STATUSES, FillDto } from './fill.dto';
+import { checkFill, passesFillRules } from './fill-validation';
+
+const byClassValidator = (input: object) =>
+  validateSync(plainToInstance(FillDto, input), { whitelist: true, forbidNonWhitelisted: true }).length === 0;
+
+/** Values near each rule's edges, of the right type and of the wrong ones. */
+const anything = fc.oneof(
+  fc.constant(undefined),
+  fc.constant(null),
+  fc.boolean(),
+  fc.constantFrom(
+    0,
+    1,
+    -1,
+    0.5,
+    1000,
+    1001,
+    365,
+    366,
+    99,
+    100,
+    1_000_000,
+    1_000_001,
+    Number.NaN,
+    Infinity,
+    1e-9,
+  ),
+  fc.integer({ min: -5, max: 2000 }),
+  fc.double(),
+  fc.string({ maxLength: 5 }),
+  fc.constantFrom(
+    '',
+    'x'.repeat(20),
+    'x'.repeat(21),
+    'x'.repeat(200),
+    'x'.repeat(201),
+    '😀'.repeat(150),
+    'ready',
+    'READY',
+    'true',
+    '30',
+  ),
+  fc.constantFrom(
+    '2025-01-15T14:00:00Z',
+    '2025-01-15',
+    '2025-02-30T00:00:00Z',
+    '2025-01-15T14:00:00.123+02:00',
+    '20250115T140000Z',
+    'yesterday',
+  ),
+  fc.uuid(),
+  fc.constantFrom(
+    '3F1C9A52-5D0E-4B8E-9A57-2F0C5A1E7D10',
+    '00000000-0000-0000-0000-000000000000',
+    '3f1c9a52-5d0e-4b8e-9a57-2f0c5a1e7d1',
+  ),
+  fc.constant({}),
+  fc.constant([]),
+);
+const valid: Record<keyof FillDto, fc.Arbitrary<unknown>> = {
+  pharmacyId: fc.uuid(),
+  externalId: fc.string({ minLength: 1, maxLength: 200 }),
+  patientExternalId: fc.string({ minLength: 1, maxLength: 30 }),
+  rxNumber: fc.string({ minLength: 1, maxLength: 30 }),
+  fillNumber: fc.integer({ min: 0, max: 1000 }),
+  drugName: fc.string({ minLength: 1, maxLength: 30 }),
+  ndc: fc.option(fc.string({ minLength: 1, maxLength: 20 }), { nil: undefined }),
+  quantity: fc.oneof(
+    fc.integer({ min: 1, max: 1_000_000 }),
+    fc.double({ min: 0.001, max: 1_000_000, noNaN: true }),
+  ),
+  daysSupply: fc.integer({ min: 1, max: 365 }),
+  refillsRemaining: fc.integer({ min: 0, max: 99 }),
+  filledAt: fc.date({ min: new Date('2000-01-01'), max: new Date('2030-01-01') }).map((d) => d.toISOString()),
+  status: fc.constantFrom(...FILL_STATUSES),
+  readyAt: fc.option(
+    fc.date({ min: new Date('2000-01-01'), max: new Date('2030-01-01') }).map((d) => d.toISOString()),
+    { nil: undefined },
+  ),
+  pickedUpAt: fc.constant(undefined),
+  maintenance: fc.option(fc.boolean(), { nil: undefined }),
+  therapeuticClass: fc.option(fc.string({ minLength: 1, maxLength: 30 }), { nil: undefined }),
+};
+/** A mostly valid fill with a few fields replaced by anything, sometimes with a stray field. */
+const fill = fc
+  .tuple(
+    fc.record(valid),
+    fc.dictionary(fc.constantFrom(...(Object.keys(valid) as (keyof FillDto)[])), anything, { maxKeys: 3 }),
+    fc.boolean(),
+  )
+  .map(([base, broken, stray]) => {
+    const out: Record<string, unknown> = { ...base, ...broken };
+    for (const key of Object.keys(out)) if (out[key] === undefined && !(key in broken)) delete out[key];
+    if (stray) out.colour = 'red';
+    return out;
+  });
+
+describe('fill validation fast path', () => {
+  it('says valid exactly when class-validator does', () => {
+    fc.assert(
+      fc.property(fill, (input) => {
+        expect(passesFillRules(input)).toBe(byClassValidator(input));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('leaves the wording of errors to class-validator', () => {
+    const now = new Date('2025-06-01T00:00:00Z');
+    const base = {
+      pharmacyId: '3f1c9a52-5d0e-4b8e-9a57-2f0c5a1e7d10',
+      externalId: 'F-1',
+      patientExternalId: 'P-1',
+      rxNumber: 'RX1',
+      fillNumber: 0,
+      drugName: 'Lisinopril',
+      quantity: 30,
+      daysSupply: 30,
+      refillsRemaining: 1,
+      filledAt: '2025-05-01T00:00:00Z',
+      status: 'ready',
+    };
+    expect(checkFill(base, now)).toEqual({ ok: true, fill: base });
+    expect(checkFill({ ...base, daysSupply: '30' }, now)).toEqual({
+      ok: false,
+      externalId: 'F-1',
+      errors: [
+        'daysSupply must not be greater than 365',
+        'daysSupply must not be less than 1',
+        'daysSupply must be an integer number',
+      ],
+    });
+    expect(checkFill({ ...base, colour: 'red' }, now)).toEqual({
+      ok: false,
+      externalId: 'F-1',
+      errors: [expect.stringContaining('colour should not exist')],
+    });
+    expect(checkFill({ ...base, filledAt: '2025-07-01T00:00:00Z' }, now)).toEqual({
+      ok: false,
+      externalId: 'F-1',
+      errors: ['filledAt must not be in the future'],
+    });
+  });
+});

@@ -1,0 +1,145 @@
+import { Injectable } from '@nestjs/common';
+import { pipeline, type Readable } from 'node:stream';
+import { CsvError, parse } from 'csv-parse';
+import type { Principal } from '@rxnotify/common/auth/api-keys';
+import { InvalidInputError } from '@rxnotify/common/errors';
+import type { FillOutcome } from './fill.dto';
+import { checkHeader, describeCsvError, extraLines, toFillInput } from './fills-csv';
+import { FillsService } from './fills.service';
+
+/** Records per FillsService.upsert call, each call one transaction. */
+export const IMPORT_CHUNK_ROWS = 2_000;
+/** A fill's cells add up to under 2,000 characters; a far longer record is an unclosed quote swallowing the file. */
+const MAX_RECORD_CHARS = 64 * 1024;
+
+export type ImportOutcome = FillOutcome & { line: number };
+
+/** A record's fields, or (in its place) the parse error that ends the file. */
+type ParsedItem = string[] | { malformed: CsvError };
+type Pending = { line: number; input: Record<string, unknown> } | { line: number; rejected: FillOutcome };
+
+/**
+ * Applies chunks in file order, each in its own transaction through FillsService.upsert. While one chunk is being
+ * written the next is read and parsed, so parsing and the database work overlap; a chunk waits for the one before
+ * it, so at most two are held in memory and backpressure reaches the request from there.
+ */
+class ChunkWriter {
+  readonly results: ImportOutcome[] = [];
+  private readonly loggedPatients = new Set<string>();
+  private writing: Promise<{ failure: unknown } | null> = Promise.resolve(null);
+
+  constructor(
+    private readonly fills: FillsService,
+    private readonly principal: Principal,
+    private readonly route: string,
+  ) {}
+
+  /** Waits for the chunk being written, then starts on this one. */
+  async write(chunk: Pending[]): Promise<void> {
+    await this.flush();
+    // Settled into a value at once: a failure is rethrown by the next flush, never left unhandled meanwhile.
+    this.writing = this.apply(chunk).then(
+      () => null,
+      (failure: unknown) => ({ failure }),
+    );
+  }
+
+  /** Waits for the chunk being written, rethrowing its failure. */
+  async flush(): Promise<void> {
+    const outcome = await this.writing;
+    this.writing = Promise.resolve(null);
+    if (outcome) throw outcome.failure;
+  }
+
+  /** Waits for the chunk being written to commit or fail, so that no answer goes out while it is undecided. */
+  async settle(): Promise<void> {
+    await this.writing;
+  }
+
+  private async apply(chunk: Pending[]): Promise<void> {
+    const inputs = chunk.flatMap((row) => ('input' in row ? [row.input] : []));
+    const outcomes =
+      inputs.length > 0
+        ? await this.fills.upsert(this.principal, inputs, this.route, { loggedPatients: this.loggedPatients })
+        : [];
+    let next = 0;
+    for (const row of chunk)
+      this.results.push({ ...('input' in row ? outcomes[next++] : row.rejected), line: row.line });
+  }
+}
+
+/** CSV ingestion of fills: streamed, applied chunk by chunk through the same upsert as the JSON route. */
+@Injectable()
+export class FillsImportService {
+  constructor(private readonly fills: FillsService) {}
+
+  /**
+   * Streams `source` through csv-parse and applies the records in chunks of IMPORT_CHUNK_ROWS, each chunk in its
+   * own transaction. A chunk once applied stays applied: when the source fails part way (over the size cap,
+   * client gone) the error is rethrown and earlier chunks are not undone; the chunk still being read is dropped.
+   * A malformed record ends the import: it is reported as rejected after the records before it.
+   */
+  async importCsv(principal: Principal, source: Readable, route: string): Promise<ImportOutcome[]> {
+    // Records come as arrays and the header is checked here, and line numbers are counted here from the fields
+    // (csv-parse's `info.lines` counts a quoted CRLF as two lines); blank lines are records of one empty field,
+    // skipped below once counted. Arrays without `info` also halve the garbage per record.
+    const parser = parse({
+      bom: true,
+      trim: true,
+      skip_empty_lines: false,
+      relax_column_count: true,
+      max_record_size: MAX_RECORD_CHARS,
+      // A parse error would destroy the stream and drop the records parsed before it in the same chunk of input.
+      // Skipped instead, it is pushed in order among the records, and the loop below stops there.
+      skip_records_with_error: true,
+    });
+    parser.on('skip', (error: CsvError) => parser.push({ malformed: error }));
+    // The source's errors (over the size cap, client gone) reach the loop through the parser, which pipeline destroys.
+    pipeline(source, parser, () => undefined);
+
+    const writer = new ChunkWriter(this.fills, principal, route);
+    let header: string[] | null = null;
+    let nextLine = 1;
+    let chunk: Pending[] = [];
+    try {
+      for await (const item of parser as AsyncIterable<ParsedItem>) {
+        if (!Array.isArray(item)) {
+          const reason = describeCsvError(item.malformed, MAX_RECORD_CHARS, header);
+          if (header === null) throw new InvalidInputError([`the header row is ${reason}`]);
+          chunk.push({
+            line: nextLine,
+            rejected: { externalId: null, outcome: 'rejected', errors: [reason] },
+          });
+          break;
+        }
+        const line = nextLine;
+        nextLine += 1 + extraLines(item);
+        if (item.length === 1 && item[0] === '') continue;
+        if (header === null) {
+          const problems = checkHeader(item);
+          if (problems.length > 0) throw new InvalidInputError(problems);
+          header = item;
+          continue;
+        }
+        if (item.length !== header.length) {
+          const externalId = item[header.indexOf('externalId')] || null;
+          const problem = `record has ${item.length} field${item.length === 1 ? '' : 's'} but the header has ${header.length} columns`;
+          chunk.push({ line, rejected: { externalId, outcome: 'rejected', errors: [problem] } });
+        } else {
+          chunk.push({ line, input: toFillInput(header, item) });
+        }
+        if (chunk.length >= IMPORT_CHUNK_ROWS) {
+          await writer.write(chunk);
+          chunk = [];
+        }
+      }
+      if (header === null)
+        throw new InvalidInputError(['the CSV is empty: its first line must be a header naming the columns']);
+      await writer.write(chunk);
+      await writer.flush();
+      return writer.results;
+    } finally {
+      await writer.settle();
+    }
+  }
+}

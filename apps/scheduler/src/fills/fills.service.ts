@@ -1,0 +1,430 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
+import { AccessLogService } from '@rxnotify/common/audit/access-log.service';
+import { canReach, type Principal } from '@rxnotify/common/auth/api-keys';
+import { Clock } from '@rxnotify/common/clock/clock';
+import { ConflictError, NotFoundError } from '@rxnotify/common/errors';
+import { NotificationQueue, type Enqueue } from '@rxnotify/common/queue/notification-queue';
+import type { FillDto, FillOutcome } from './fill.dto';
+import { checkFill } from './fill-validation';
+
+/** A ready fill older than this is history being imported, not news for the patient. */
+const READY_NOTICE_MAX_AGE_HOURS = 24;
+/** Stale-making statuses: a reminder about a fill in one of these must not go out. */
+const DONE_STATUSES = ['picked_up', 'returned_to_stock', 'cancelled'];
+
+interface StoredFill {
+  id: string;
+  pharmacy_id: string;
+  patient_id: string;
+  status: string;
+}
+
+export interface UpsertOptions {
+  /**
+   * Patients whose access-log entry for this request is already committed: a request sent in several batches
+   * (the CSV import) logs each patient once, as a single JSON batch does. Filled in after each commit.
+   */
+  loggedPatients?: Set<string>;
+}
+
+@Injectable()
+export class FillsService {
+  private readonly logger = new Logger(FillsService.name);
+
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly queue: NotificationQueue,
+    private readonly accessLog: AccessLogService,
+    private readonly clock: Clock,
+  ) {}
+
+  /**
+   * Upserts a batch. Each fill is validated alone; the valid ones are written in one transaction together
+   * with the ready notifications they imply, and those are enqueued after commit.
+   */
+  async upsert(
+    principal: Principal,
+    inputs: unknown[],
+    route: string,
+    options: UpsertOptions = {},
+  ): Promise<FillOutcome[]> {
+    const now = this.clock.now();
+    const results: FillOutcome[] = new Array(inputs.length);
+    const valid: { index: number; fill: FillDto }[] = [];
+    inputs.forEach((input, index) => {
+      const check = checkFill(input, now);
+      if (!check.ok) {
+        results[index] = { externalId: check.externalId, outcome: 'rejected', errors: check.errors };
+      } else if (!canReach(principal, check.fill.pharmacyId)) {
+        results[index] = {
+          externalId: check.fill.externalId,
+          outcome: 'rejected',
+          errors: ['pharmacyId not found'],
+        };
+      } else {
+        valid.push({ index, fill: check.fill });
+      }
+    });
+
+    // The same fill twice in one batch: the last one wins, as if sent one after the other.
+    const lastIndexByKey = new Map<string, number>();
+    for (const { index, fill } of valid)
+      lastIndexByKey.set(`${fill.pharmacyId}\u0000${fill.externalId}`, index);
+    const toWrite = valid.filter(({ index, fill }) => {
+      if (lastIndexByKey.get(`${fill.pharmacyId}\u0000${fill.externalId}`) === index) return true;
+      results[index] = {
+        externalId: fill.externalId,
+        outcome: 'rejected',
+        errors: ['externalId appears again later in this batch; the later one was applied'],
+      };
+      return false;
+    });
+
+    const { notices: enqueue, logged } = await this.db.transaction(async (tx) => {
+      const patients = await this.resolvePatients(
+        tx,
+        toWrite.map((v) => v.fill),
+      );
+      const rows = toWrite.filter(({ index, fill }) => {
+        if (patients.has(`${fill.pharmacyId}\u0000${fill.patientExternalId}`)) return true;
+        results[index] = {
+          externalId: fill.externalId,
+          outcome: 'rejected',
+          errors: ['patientExternalId does not name a known patient of this pharmacy'],
+        };
+        return false;
+      });
+      if (rows.length === 0) return { notices: [], logged: [] };
+
+      const stored = await this.writeFills(
+        tx,
+        rows.map((r) => r.fill),
+        patients,
+      );
+      for (const { index, fill } of rows) {
+        const row = stored.get(`${fill.pharmacyId}\u0000${fill.externalId}`);
+        if (row)
+          results[index] = {
+            externalId: fill.externalId,
+            id: row.id,
+            outcome: row.created ? 'created' : 'updated',
+          };
+      }
+      const changed = [...stored.values()].filter((row) => row.changed);
+      // A fill created by this batch has no notices yet: only updated ones can make any stale.
+      await this.cancelStale(
+        tx,
+        changed.filter((row) => !row.created && DONE_STATUSES.includes(row.status)).map((row) => row.id),
+        now,
+      );
+      await this.cancelSuperseded(
+        tx,
+        changed
+          .filter((row) => !['returned_to_stock', 'cancelled'].includes(row.status))
+          .map((row) => row.id),
+        now,
+      );
+      const notices = await this.createReadyNotices(
+        tx,
+        changed.filter((row) => row.status === 'ready').map((row) => row.id),
+        now,
+      );
+      const touched = new Map(
+        changed
+          .filter((row) => !options.loggedPatients?.has(row.patient_id))
+          .map((row) => [row.patient_id, row.pharmacy_id]),
+      );
+      await this.accessLog.record(
+        principal,
+        [...touched].map(([patientId, pharmacyId]) => ({
+          patientId,
+          pharmacyId,
+          action: 'fill.upsert',
+          route,
+        })),
+        tx,
+      );
+      return { notices, logged: [...touched.keys()] };
+    });
+    for (const patientId of logged) options.loggedPatients?.add(patientId);
+    await this.enqueueAfterCommit(enqueue);
+    return results;
+  }
+
+  /** Staff marks a fill ready: idempotent, the same fill always gives the same notification. */
+  async markReady(principal: Principal, fillId: string, route: string): Promise<{ notificationId: string }> {
+    const now = this.clock.now();
+    const { notificationId, created } = await this.db.transaction(async (tx) => {
+      const fill = await this.lockFill(tx, principal, fillId);
+      if (DONE_STATUSES.includes(fill.status)) {
+        throw new ConflictError(`fill is ${fill.status.replace(/_/g, ' ')}; it cannot be marked ready`);
+      }
+      await tx.query(
+        `UPDATE fills SET status = 'ready', ready_at = coalesce(ready_at, $2), updated_at = $2 WHERE id = $1`,
+        [fillId, now],
+      );
+      const notices = await this.createReadyNotices(tx, [fillId], now);
+      const notificationId =
+        notices[0]?.notificationId ??
+        (await tx.query<{ id: string }[]>(`SELECT id FROM notifications WHERE dedup_key = $1`, [`ready:${fillId}`]))[0].id;
+      // Last: the access log's chain head is locked from this insert until commit, so hold it as briefly as possible.
+      await this.accessLog.record(
+        principal,
+        [{ patientId: fill.patient_id, pharmacyId: fill.pharmacy_id, action: 'fill.ready', route }],
+        tx,
+      );
+      return { notificationId, created: notices };
+    });
+    await this.enqueueAfterCommit(created);
+    return { notificationId };
+  }
+
+  /** The patient took the fill home: pending ready and pickup reminders for it are cancelled. */
+  async markPickedUp(
+    principal: Principal,
+    fillId: string,
+    route: string,
+  ): Promise<{ id: string; status: string; pickedUpAt: string; cancelledNotifications: number }> {
+    const now = this.clock.now();
+    return this.db.transaction(async (tx) => {
+      const fill = await this.lockFill(tx, principal, fillId);
+      if (fill.status === 'returned_to_stock' || fill.status === 'cancelled') {
+        throw new ConflictError(`fill is ${fill.status.replace(/_/g, ' ')}; it cannot be picked up`);
+      }
+      const [row] = await tx.query<{ picked_up_at: Date }[]>(
+        `WITH updated AS (
+           UPDATE fills SET status = 'picked_up', picked_up_at = coalesce(picked_up_at, greatest($2::timestamptz, ready_at)), updated_at = $2
+           WHERE id = $1 RETURNING picked_up_at)
+         SELECT * FROM updated`,
+        [fillId, now],
+      );
+      const cancelled = await this.cancelStale(tx, [fillId], now);
+      await this.accessLog.record(
+        principal,
+        [{ patientId: fill.patient_id, pharmacyId: fill.pharmacy_id, action: 'fill.pickup', route }],
+        tx,
+      );
+      return {
+        id: fillId,
+        status: 'picked_up',
+        pickedUpAt: row.picked_up_at.toISOString(),
+        cancelledNotifications: cancelled,
+      };
+    });
+  }
+
+  private async lockFill(tx: EntityManager, principal: Principal, fillId: string): Promise<StoredFill> {
+    const [fill] = await tx.query<StoredFill[]>(
+      `SELECT id, pharmacy_id, patient_id, status FROM fills WHERE id = $1 FOR UPDATE`,
+      [fillId],
+    );
+    if (!fill || !canReach(principal, fill.pharmacy_id)) throw new NotFoundError('fill');
+    return fill;
+  }
+
+  private async resolvePatients(tx: EntityManager, fills: FillDto[]): Promise<Map<string, string>> {
+    if (fills.length === 0) return new Map();
+    const keys = distinctKeys(fills, (f) => f.patientExternalId);
+    // One index probe per key (LIMIT 1 keeps the planner from flattening the LATERAL into a join that hashes the
+    // whole table, which it prefers for large batches and which grows with the table). The key is unique.
+    const rows = await tx.query<{ id: string; pharmacy_id: string; external_id: string }[]>(
+      `SELECT p.id, p.pharmacy_id, p.external_id
+       FROM unnest($1::uuid[], $2::text[]) AS k(pharmacy_id, external_id)
+       CROSS JOIN LATERAL (SELECT id, pharmacy_id, external_id FROM patients
+                           WHERE pharmacy_id = k.pharmacy_id AND external_id = k.external_id LIMIT 1) p`,
+      [keys.pharmacyIds, keys.externalIds],
+    );
+    return new Map(rows.map((r) => [`${r.pharmacy_id}\u0000${r.external_id}`, r.id]));
+  }
+
+  /** One statement for the whole batch; a re-sent, unchanged fill is left untouched. */
+  private async writeFills(tx: EntityManager, fills: FillDto[], patients: Map<string, string>) {
+    const column = <T>(pick: (f: FillDto) => T) => fills.map(pick);
+    const rows = await tx.query<
+      {
+        id: string;
+        pharmacy_id: string;
+        patient_id: string;
+        external_id: string;
+        status: string;
+        created: boolean;
+      }[]
+    >(
+      `INSERT INTO fills AS f (pharmacy_id, patient_id, external_id, rx_number, fill_number, drug_name, ndc, quantity,
+                               days_supply, refills_remaining, filled_at, status, ready_at, picked_up_at, maintenance,
+                               therapeutic_class)
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+                            $8::numeric[], $9::int[], $10::int[], $11::timestamptz[], $12::text[], $13::timestamptz[],
+                            $14::timestamptz[], $15::boolean[], $16::text[])
+       ON CONFLICT (pharmacy_id, external_id) DO UPDATE SET
+         patient_id = EXCLUDED.patient_id, rx_number = EXCLUDED.rx_number, fill_number = EXCLUDED.fill_number,
+         drug_name = EXCLUDED.drug_name, ndc = EXCLUDED.ndc, quantity = EXCLUDED.quantity,
+         days_supply = EXCLUDED.days_supply, refills_remaining = EXCLUDED.refills_remaining,
+         filled_at = EXCLUDED.filled_at, status = EXCLUDED.status, ready_at = EXCLUDED.ready_at,
+         picked_up_at = EXCLUDED.picked_up_at, maintenance = EXCLUDED.maintenance,
+         therapeutic_class = EXCLUDED.therapeutic_class, updated_at = now()
+       WHERE (f.patient_id, f.rx_number, f.fill_number, f.drug_name, f.ndc, f.quantity, f.days_supply,
+              f.refills_remaining, f.filled_at, f.status, f.ready_at, f.picked_up_at, f.maintenance, f.therapeutic_class)
+         IS DISTINCT FROM
+             (EXCLUDED.patient_id, EXCLUDED.rx_number, EXCLUDED.fill_number, EXCLUDED.drug_name, EXCLUDED.ndc,
+              EXCLUDED.quantity, EXCLUDED.days_supply, EXCLUDED.refills_remaining, EXCLUDED.filled_at, EXCLUDED.status,
+              EXCLUDED.ready_at, EXCLUDED.picked_up_at, EXCLUDED.maintenance, EXCLUDED.therapeutic_class)
+       RETURNING f.id, f.pharmacy_id, f.patient_id, f.external_id, f.status, (xmax = 0) AS created`,
+      [
+        column((f) => f.pharmacyId),
+        column((f) => patients.get(`${f.pharmacyId}\u0000${f.patientExternalId}`)),
+        column((f) => f.externalId),
+        column((f) => f.rxNumber),
+        column((f) => f.fillNumber),
+        column((f) => f.drugName),
+        column((f) => f.ndc ?? null),
+        column((f) => f.quantity),
+        column((f) => f.daysSupply),
+        column((f) => f.refillsRemaining),
+        column((f) => f.filledAt),
+        column((f) => f.status),
+        column((f) => f.readyAt ?? (f.status === 'ready' ? f.filledAt : null)),
+        column((f) => f.pickedUpAt ?? null),
+        column((f) => f.maintenance ?? false),
+        column((f) => f.therapeuticClass ?? null),
+      ],
+    );
+    const result = new Map<
+      string,
+      {
+        id: string;
+        pharmacy_id: string;
+        patient_id: string;
+        status: string;
+        created: boolean;
+        changed: boolean;
+      }
+    >();
+    for (const row of rows)
+      result.set(`${row.pharmacy_id}\u0000${row.external_id}`, { ...row, changed: true });
+    const unchanged = fills.filter((f) => !result.has(`${f.pharmacyId}\u0000${f.externalId}`));
+    if (unchanged.length > 0) {
+      // One index probe per key, as in resolvePatients.
+      const existing = await tx.query<
+        { id: string; pharmacy_id: string; patient_id: string; external_id: string; status: string }[]
+      >(
+        `SELECT f.id, f.pharmacy_id, f.patient_id, f.external_id, f.status
+         FROM unnest($1::uuid[], $2::text[]) AS k(pharmacy_id, external_id)
+         CROSS JOIN LATERAL (SELECT id, pharmacy_id, patient_id, external_id, status FROM fills
+                             WHERE pharmacy_id = k.pharmacy_id AND external_id = k.external_id LIMIT 1) f`,
+        [unchanged.map((f) => f.pharmacyId), unchanged.map((f) => f.externalId)],
+      );
+      for (const row of existing)
+        result.set(`${row.pharmacy_id}\u0000${row.external_id}`, { ...row, created: false, changed: false });
+    }
+    return result;
+  }
+
+  /**
+   * A ready notice per newly ready fill, held for the pharmacy's coalescing window so that a family's
+   * several fills can go out as one text. The dedup key makes this idempotent.
+   */
+  private async createReadyNotices(
+    tx: EntityManager,
+    fillIds: string[],
+    now: Date,
+  ): Promise<(Enqueue & { notificationId: string })[]> {
+    if (fillIds.length === 0) return [];
+    const rows = await tx.query<{ id: string; due_at: Date }[]>(
+      `INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
+       SELECT f.pharmacy_id, f.patient_id, 'ready', ARRAY[f.id], 'ready:' || f.id,
+              $2::timestamptz + make_interval(secs => coalesce((ph.settings->>'readyCoalesceSeconds')::int, 60))
+       FROM fills f JOIN pharmacies ph ON ph.id = f.pharmacy_id
+       WHERE f.id = ANY($1::uuid[]) AND f.status = 'ready'
+         AND coalesce(f.ready_at, $2) > $2::timestamptz - make_interval(hours => $3)
+       ON CONFLICT (dedup_key) DO NOTHING
+       RETURNING id, due_at`,
+      [fillIds, now, READY_NOTICE_MAX_AGE_HOURS],
+    );
+    return rows.map((r) => ({ notificationId: r.id, notBefore: r.due_at }));
+  }
+
+  /**
+   * Notices a status change makes stale: a pickup ends ready and pickup reminders (refill reminders are
+   * about that very pickup); a return to stock or a cancellation ends every reminder about the fill.
+   */
+  /**
+   * A new fill of the same prescription (a higher fill number), or of the same therapy filled later, means the
+   * patient refilled: pending refill, renewal and adherence reminders about the earlier fills are cancelled.
+   */
+  private async cancelSuperseded(tx: EntityManager, fillIds: string[], now: Date): Promise<number> {
+    if (fillIds.length === 0) return 0;
+    // Driven from the few open reminders of these patients (a partial index), never from the fills table.
+    const rows = await tx.query<{ id: string }[]>(
+      `WITH open AS MATERIALIZED (
+         SELECT n.id, n.fill_ids FROM notifications n
+         WHERE n.state IN ('pending', 'scheduled') AND n.kind IN ('refill_due', 'renewal_needed', 'adherence_gap')
+           AND n.patient_id IN (SELECT patient_id FROM fills WHERE id = ANY($1::uuid[]))),
+       stale AS (
+         SELECT DISTINCT o.id FROM open o
+         JOIN fills earlier ON earlier.id = ANY(o.fill_ids)
+         JOIN fills later ON later.id = ANY($1::uuid[]) AND later.patient_id = earlier.patient_id AND later.id <> earlier.id
+         WHERE (earlier.rx_number = later.rx_number AND earlier.fill_number < later.fill_number)
+            OR (coalesce(earlier.therapeutic_class, earlier.drug_name) = coalesce(later.therapeutic_class, later.drug_name)
+                AND earlier.filled_at < later.filled_at)),
+       cancelled AS (
+         UPDATE notifications n SET state = 'cancelled', reason = 'stale:refilled', updated_at = $2
+         FROM stale WHERE n.id = stale.id RETURNING n.id)
+       SELECT id FROM cancelled`,
+      [fillIds, now],
+    );
+    return rows.length;
+  }
+
+  private async cancelStale(tx: EntityManager, fillIds: string[], now: Date): Promise<number> {
+    if (fillIds.length === 0) return 0;
+    // The GIN index on fill_ids finds the notices first; a plan that scans fills per notice is never an option.
+    const rows = await tx.query<{ id: string }[]>(
+      `WITH candidates AS MATERIALIZED (
+         SELECT id, kind, fill_ids FROM notifications
+         WHERE fill_ids && $1::uuid[] AND state IN ('pending', 'scheduled')),
+       stale AS (
+         SELECT DISTINCT ON (c.id) c.id, f.status FROM candidates c
+         JOIN fills f ON f.id = ANY(c.fill_ids) AND f.id = ANY($1::uuid[])
+         WHERE c.kind IN ('ready', 'unclaimed_pickup') OR (f.status <> 'picked_up' AND c.kind IN ('refill_due', 'renewal_needed'))
+         ORDER BY c.id, f.status),
+       cancelled AS (
+         UPDATE notifications n SET state = 'cancelled', reason = 'stale:' || stale.status, updated_at = $2
+         FROM stale WHERE n.id = stale.id RETURNING n.id)
+       SELECT id FROM cancelled`,
+      [fillIds, now],
+    );
+    return rows.length;
+  }
+
+  private async enqueueAfterCommit(items: Enqueue[]): Promise<void> {
+    try {
+      await this.queue.enqueue(items, this.clock.now());
+    } catch (error) {
+      // The notifications are committed as pending; the dispatcher's reconciler enqueues them when Redis is back.
+      this.logger.warn(
+        `enqueue of ${items.length} notification(s) deferred: ${error instanceof Error ? error.message : 'unknown error'}`,
+      );
+    }
+  }
+}
+
+/** Each (pharmacyId, key) pair once, as parallel arrays for unnest. */
+function distinctKeys(
+  fills: FillDto[],
+  key: (fill: FillDto) => string,
+): { pharmacyIds: string[]; externalIds: string[] } {
+  const seen = new Set<string>();
+  const pharmacyIds: string[] = [];
+  const externalIds: string[] = [];
+  for (const fill of fills) {
+    const id = `${fill.pharmacyId}\u0000${key(fill)}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    pharmacyIds.push(fill.pharmacyId);
+    externalIds.push(key(fill));
+  }
+  return { pharmacyIds, externalIds };
+}

@@ -1,0 +1,193 @@
+import { Queue } from 'bullmq';
+import request from 'supertest';
+import { QueueName } from '@rxnotify/common/queue/queue.catalog';
+import { startTestApp, type TestApp } from '../../../../test/helpers/app';
+import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
+import { SchedulerModule } from '../scheduler.module';
+
+const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000).toISOString();
+
+describe('fills (scheduler, real Postgres and Redis)', () => {
+  let t: TestApp;
+  let pharmacy: PharmacyFixture;
+  let patient: PatientFixture;
+  let staff: string;
+  let queue: Queue;
+
+  beforeAll(async () => {
+    t = await startTestApp((config) => SchedulerModule.forRoot(config), { largeBodyRoutes: ['/v1/fills'] });
+    pharmacy = await t.given.pharmacy({ settings: { readyCoalesceSeconds: 0 } });
+    patient = await t.given.patient(pharmacy, { consent: ['sms'] });
+    staff = await t.given.apiKey('staff', pharmacy);
+    queue = new Queue(QueueName.Delivery, {
+      connection: { host: '127.0.0.1', port: 6379 },
+      prefix: t.config.queue.prefix,
+    });
+  });
+  afterAll(async () => {
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await t.close();
+  });
+
+  const fill = (overrides: Record<string, unknown> = {}) => ({
+    pharmacyId: pharmacy.id,
+    externalId: `F-${Math.random().toString(36).slice(2)}`,
+    patientExternalId: patient.externalId,
+    rxNumber: 'RX100',
+    fillNumber: 0,
+    drugName: 'Lisinopril 10 mg',
+    quantity: 30,
+    daysSupply: 30,
+    refillsRemaining: 3,
+    filledAt: hoursAgo(2),
+    status: 'in_progress',
+    ...overrides,
+  });
+  const post = (body: object, key = staff) =>
+    request(t.http).post('/v1/fills').set('Authorization', `Bearer ${key}`).send(body);
+
+  it('applies good fills and rejects bad ones alone, in input order, naming the field', async () => {
+    const good = fill();
+    const response = await post({
+      fills: [
+        good,
+        fill({ daysSupply: 400 }),
+        fill({ quantity: 0 }),
+        fill({ refillsRemaining: -1 }),
+        fill({ filledAt: new Date(Date.now() + 86400_000).toISOString() }),
+        fill({ status: 'ready', readyAt: hoursAgo(1), pickedUpAt: hoursAgo(3) }),
+        fill({ patientExternalId: 'nobody' }),
+        'not an object',
+      ],
+    }).expect(200);
+    const results = response.body.results;
+    expect(results).toHaveLength(8);
+    expect(results[0]).toMatchObject({
+      externalId: good.externalId,
+      outcome: 'created',
+      id: expect.any(String),
+    });
+    const errors = results
+      .slice(1)
+      .map((r: { outcome: string; errors: string[] }) => [r.outcome, r.errors.join(' ')]);
+    expect(errors).toEqual([
+      ['rejected', expect.stringContaining('daysSupply')],
+      ['rejected', expect.stringContaining('quantity')],
+      ['rejected', expect.stringContaining('refillsRemaining')],
+      ['rejected', expect.stringContaining('filledAt')],
+      ['rejected', expect.stringContaining('pickedUpAt')],
+      ['rejected', expect.stringContaining('patientExternalId')],
+      ['rejected', expect.stringContaining('object')],
+    ]);
+    const [{ count }] = await t.db.query(`SELECT count(*)::int AS count FROM fills`);
+    expect(count).toBe(1);
+  });
+
+  it('treats a re-sent batch as no change', async () => {
+    const batch = { fills: [fill(), fill()] };
+    await post(batch).expect(200);
+    const [before] = await t.db.query(`SELECT max(updated_at) AS at, count(*)::int AS n FROM fills`);
+    const again = await post(batch).expect(200);
+    expect(again.body.results.map((r: { outcome: string }) => r.outcome)).toEqual(['updated', 'updated']);
+    const [after] = await t.db.query(`SELECT max(updated_at) AS at, count(*)::int AS n FROM fills`);
+    expect(after).toEqual(before);
+  });
+
+  it('creates one ready notification when a fill becomes ready, and enqueues it by id only', async () => {
+    const ready = fill({ status: 'ready', readyAt: hoursAgo(0.1) });
+    const [result] = (await post({ fills: [ready] }).expect(200)).body.results;
+    await post({ fills: [ready] }).expect(200);
+    const notifications = await t.db.query(
+      `SELECT id, kind, state FROM notifications WHERE $1 = ANY(fill_ids)`,
+      [result.id],
+    );
+    expect(notifications).toEqual([{ id: expect.any(String), kind: 'ready', state: 'pending' }]);
+    const job = await queue.getJob(notifications[0].id);
+    expect(job?.data).toEqual({ notificationId: notifications[0].id });
+  });
+
+  it('gives the same notification for repeated ready clicks', async () => {
+    const [created] = (await post({ fills: [fill()] }).expect(200)).body.results;
+    const first = await request(t.http)
+      .post(`/v1/fills/${created.id}/ready`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(202);
+    const second = await request(t.http)
+      .post(`/v1/fills/${created.id}/ready`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(202);
+    expect(second.body.notificationId).toBe(first.body.notificationId);
+    const [access] = await t.db.query(
+      `SELECT action, patient_id FROM access_log WHERE action = 'fill.ready' LIMIT 1`,
+    );
+    expect(access).toEqual({ action: 'fill.ready', patient_id: patient.id });
+  });
+
+  it('cancels the pending ready notice when the fill is picked up', async () => {
+    const [created] = (await post({ fills: [fill()] }).expect(200)).body.results;
+    const { notificationId } = (
+      await request(t.http)
+        .post(`/v1/fills/${created.id}/ready`)
+        .set('Authorization', `Bearer ${staff}`)
+        .expect(202)
+    ).body;
+    const pickup = await request(t.http)
+      .post(`/v1/fills/${created.id}/pickup`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(200);
+    expect(pickup.body).toMatchObject({ status: 'picked_up', cancelledNotifications: 1 });
+    const [n] = await t.db.query(`SELECT state, reason FROM notifications WHERE id = $1`, [notificationId]);
+    expect(n).toEqual({ state: 'cancelled', reason: 'stale:picked_up' });
+    await request(t.http)
+      .post(`/v1/fills/${created.id}/ready`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(409);
+  });
+
+  it('cancels pending refill reminders when a later fill of the same Rx arrives', async () => {
+    const [first] = (
+      await post({
+        fills: [fill({ rxNumber: 'RX-900', fillNumber: 0, status: 'picked_up', pickedUpAt: hoursAgo(1) })],
+      }).expect(200)
+    ).body.results;
+    const [{ id: reminder }] = await t.db.query(
+      `INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key) VALUES ($1, $2, 'refill_due', ARRAY[$3::uuid], $4) RETURNING id`,
+      [pharmacy.id, patient.id, first.id, `refill_due:${first.id}`],
+    );
+    await post({ fills: [fill({ rxNumber: 'RX-900', fillNumber: 1 })] }).expect(200);
+    const [n] = await t.db.query(`SELECT state, reason FROM notifications WHERE id = $1`, [reminder]);
+    expect(n).toEqual({ state: 'cancelled', reason: 'stale:refilled' });
+  });
+
+  it('refuses other pharmacies, wrong roles, bad ids and oversized batches', async () => {
+    const other = await t.given.pharmacy({ name: 'Elsewhere', smsFrom: '+14155550101' });
+    const otherStaff = await t.given.apiKey('staff', other);
+    const auditor = await t.given.apiKey('auditor', pharmacy);
+    const [created] = (await post({ fills: [fill()] }).expect(200)).body.results;
+    await request(t.http)
+      .post(`/v1/fills/${created.id}/ready`)
+      .set('Authorization', `Bearer ${otherStaff}`)
+      .expect(404);
+    const [rejected] = (await post({ fills: [fill()] }, otherStaff).expect(200)).body.results;
+    expect(rejected).toMatchObject({ outcome: 'rejected', errors: ['pharmacyId not found'] });
+    await post({ fills: [fill()] }, auditor).expect(403);
+    await request(t.http)
+      .post('/v1/fills')
+      .send({ fills: [fill()] })
+      .expect(401);
+    await request(t.http)
+      .post('/v1/fills/not-a-uuid/ready')
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(400);
+    const tooMany = await post({ fills: Array.from({ length: 10_001 }, () => ({})) }).expect(422);
+    expect(JSON.stringify(tooMany.body.message)).toContain('fills');
+    await post({ notFills: [] }).expect(422);
+    await request(t.http)
+      .post('/v1/fills')
+      .set('Authorization', `Bearer ${staff}`)
+      .set('Content-Type', 'application/json')
+      .send('{"fills": [')
+      .expect(400);
+  });
+});

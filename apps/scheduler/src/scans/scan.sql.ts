@@ -1,0 +1,103 @@
+/**
+ * The scan, one set-based statement per event kind. Every statement inserts with ON CONFLICT (dedup_key)
+ * DO NOTHING, so running a scan twice, or two at once, never makes a second notification for the same event.
+ *
+ * Dates are local dates in the patient's time zone (else the pharmacy's), computed in SQL with `date`
+ * arithmetic, so DST changes and month ends need no special care. Defaults for settings a pharmacy did not
+ * override come in as parameters from DEFAULT_PHARMACY_SETTINGS.
+ *
+ * Parameters common to all: $1 now (timestamptz), $2 pharmacy id or null (every pharmacy).
+ */
+
+/** The local "today" and each fill's run-out date (service date + days supply). */
+const LOCAL_DATES = `
+  CROSS JOIN LATERAL (SELECT coalesce(p.timezone, ph.timezone) AS tz) zone
+  CROSS JOIN LATERAL (
+    SELECT ($1::timestamptz AT TIME ZONE zone.tz)::date AS today,
+           (coalesce(f.picked_up_at, f.filled_at) AT TIME ZONE zone.tz)::date AS service_date,
+           (coalesce(f.picked_up_at, f.filled_at) AT TIME ZONE zone.tz)::date + f.days_supply AS run_out
+  ) d`;
+
+/** A later fill of the same prescription, or of the same therapy, that is not void: the patient refilled. */
+const NOT_REFILLED = `
+  NOT EXISTS (
+    SELECT 1 FROM fills later
+    WHERE later.patient_id = f.patient_id AND later.id <> f.id
+      AND later.status NOT IN ('returned_to_stock', 'cancelled')
+      AND (
+        (later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
+        OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
+            AND later.filled_at > f.filled_at)
+      )
+  )`;
+
+/**
+ * refill_due / renewal_needed: a fill the patient has, from `leadDays` before run-out until `graceDays`
+ * after it; renewal_needed when no refills remain. Never on the day of the fill itself (a supply shorter than
+ * the lead time). $3 default grace days.
+ */
+export const REFILL_SCAN = `
+  INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
+  SELECT f.pharmacy_id, f.patient_id,
+         CASE WHEN f.refills_remaining > 0 THEN 'refill_due' ELSE 'renewal_needed' END,
+         ARRAY[f.id],
+         CASE WHEN f.refills_remaining > 0 THEN 'refill_due:' ELSE 'renewal_needed:' END || f.id,
+         $1
+  FROM fills f
+  JOIN pharmacies ph ON ph.id = f.pharmacy_id
+  JOIN patients p ON p.id = f.patient_id
+  ${LOCAL_DATES}
+  WHERE f.status = 'picked_up' AND ($2::uuid IS NULL OR f.pharmacy_id = $2)
+    AND d.today >= greatest(d.run_out - coalesce((ph.settings->>'refillLeadDays')::int, CASE WHEN f.days_supply <= 34 THEN 5 ELSE 7 END),
+                            d.service_date + 1)
+    AND d.today <= d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int)
+    AND ${NOT_REFILLED}
+  ON CONFLICT (dedup_key) DO NOTHING
+  RETURNING id, kind`;
+
+/**
+ * adherence_gap: a maintenance therapy whose run-out passed `graceDays` with no refill; one outreach per gap,
+ * and only for gaps that opened in the last $4 days (an import of old history is not news). $3 default grace days.
+ */
+export const ADHERENCE_SCAN = `
+  INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
+  SELECT f.pharmacy_id, f.patient_id, 'adherence_gap', ARRAY[f.id], 'adherence_gap:' || f.id, $1
+  FROM fills f
+  JOIN pharmacies ph ON ph.id = f.pharmacy_id
+  JOIN patients p ON p.id = f.patient_id
+  ${LOCAL_DATES}
+  WHERE f.status = 'picked_up' AND f.maintenance AND ($2::uuid IS NULL OR f.pharmacy_id = $2)
+    AND d.today > d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int)
+    AND d.today <= d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int) + $4::int
+    AND ${NOT_REFILLED}
+  ON CONFLICT (dedup_key) DO NOTHING
+  RETURNING id, kind, patient_id`;
+
+/**
+ * unclaimed_pickup: a fill ready but not picked up. Reminder N goes out once `pickupReminderDays[N-1]` days
+ * have passed since it was ready; only the latest step due is created (a scan that missed days does not
+ * send a burst of catch-up reminders), and none from the return-to-stock day on. $3 default reminder days,
+ * $4 default return-to-stock day.
+ */
+export const UNCLAIMED_SCAN = `
+  INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, step, dedup_key, due_at)
+  SELECT f.pharmacy_id, f.patient_id, 'unclaimed_pickup', ARRAY[f.id], s.step,
+         'unclaimed_pickup:' || f.id || ':' || s.step, $1
+  FROM fills f
+  JOIN pharmacies ph ON ph.id = f.pharmacy_id
+  JOIN patients p ON p.id = f.patient_id
+  CROSS JOIN LATERAL (SELECT coalesce(p.timezone, ph.timezone) AS tz) zone
+  CROSS JOIN LATERAL (
+    SELECT ($1::timestamptz AT TIME ZONE zone.tz)::date - (f.ready_at AT TIME ZONE zone.tz)::date AS days_ready,
+           CASE WHEN ph.settings ? 'pickupReminderDays'
+                THEN ARRAY(SELECT jsonb_array_elements_text(ph.settings->'pickupReminderDays')::int)
+                ELSE $3::int[] END AS days,
+           coalesce((ph.settings->>'returnToStockDay')::int, $4::int) AS return_day
+  ) r
+  CROSS JOIN LATERAL (
+    SELECT max(i)::smallint AS step FROM generate_subscripts(r.days, 1) AS i WHERE r.days[i] <= r.days_ready
+  ) s
+  WHERE f.status = 'ready' AND f.ready_at IS NOT NULL AND ($2::uuid IS NULL OR f.pharmacy_id = $2)
+    AND s.step IS NOT NULL AND r.days_ready < r.return_day
+  ON CONFLICT (dedup_key) DO NOTHING
+  RETURNING id, kind`;
