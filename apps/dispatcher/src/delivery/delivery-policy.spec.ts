@@ -1,0 +1,259 @@
+import { FakeClock } from '@rxnotify/common/clock/clock';
+import type { NotificationQueue } from '@rxnotify/common/queue/notification-queue';
+import type { Queue } from 'bullmq';
+import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
+import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
+import { waitFor } from '../../../../test/helpers/wait';
+import { startDispatcherWithSandbox, type DispatcherUnderTest } from '../../../../test/helpers/dispatcher';
+
+/** The delivery rules end to end through the real queue and the Twilio sandbox, with an injected clock. */
+describe('delivery policy (quiet hours, caps, coalescing, channels, provider faults)', () => {
+  const clock = new FakeClock(new Date('2026-06-10T16:00:00Z')); // noon in New York
+  let t: DispatcherUnderTest;
+  let sandbox: Sandbox;
+  let queue: NotificationQueue;
+  let raw: Queue;
+  let pharmacy: PharmacyFixture;
+  let phoneCounter = 3100;
+  const nextPhone = () => `+1415555${String(phoneCounter++).padStart(4, '0')}`;
+  const state = (id: string) =>
+    t.db
+      .query(`SELECT state, reason, scheduled_for, channel FROM notifications WHERE id = $1`, [id])
+      .then((r) => r[0]);
+  const textsTo = (p: PatientFixture) => sandbox.messages().filter((m) => m.to === p.phone);
+  const callsTo = (p: PatientFixture) => sandbox.calls().filter((c) => c.to === p.phone);
+  const settledState = (id: string) =>
+    waitFor(`notification ${id} to settle`, async () => {
+      const n = await state(id);
+      return n && !['pending', 'sending'].includes(n.state) ? n : null;
+    });
+
+  /** Moves our clock and lets BullMQ run what became due by it. */
+  async function advanceTo(when: Date) {
+    clock.set(when);
+    for (const job of await raw.getDelayed()) {
+      const [n] = await t.db.query(`SELECT scheduled_for FROM notifications WHERE id = $1`, [
+        job.data.notificationId,
+      ]);
+      if (n?.scheduled_for && n.scheduled_for <= when) await job.promote();
+    }
+  }
+
+  beforeAll(async () => {
+    t = await startDispatcherWithSandbox({ clock });
+    ({ sandbox, queue, jobs: raw } = t);
+    pharmacy = await t.given.pharmacy({
+      name: 'Main Street Pharmacy',
+      timezone: 'America/New_York',
+      settings: { sendRatePerSecond: 1000 },
+    });
+  });
+  afterAll(() => t.close());
+
+  it('holds a ready notice at night and sends it when the window opens', async () => {
+    await advanceTo(new Date('2026-06-11T02:30:00Z')); // 22:30 in New York
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    const held = await settledState(notificationId);
+    expect(held).toMatchObject({ state: 'scheduled', reason: 'quiet_hours' });
+    expect(held.scheduled_for.toISOString()).toBe('2026-06-11T13:00:00.000Z'); // 09:00 EDT
+    expect(textsTo(patient)).toHaveLength(0);
+    const delayed = await raw.getJob(notificationId);
+    expect(await delayed?.getState()).toBe('delayed');
+
+    await advanceTo(new Date('2026-06-11T13:00:00Z'));
+    await waitFor('the text at opening', () => textsTo(patient).length === 1);
+    await waitFor('sent', async () => ['sent', 'delivered'].includes((await state(notificationId)).state));
+  });
+
+  it("sends a family's three ready fills as one text, and every notice points to it", async () => {
+    await advanceTo(new Date('2026-06-11T16:00:00Z'));
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const notices = [
+      await t.given.notice(patient),
+      await t.given.notice(patient),
+      await t.given.notice(patient),
+    ];
+    await queue.enqueue(notices.map((n) => ({ notificationId: n.notificationId })));
+    await waitFor('all three settled', async () => {
+      const states = await Promise.all(notices.map((n) => state(n.notificationId)));
+      return states.every((s) => ['sent', 'delivered'].includes(s.state));
+    });
+    const texts = textsTo(patient);
+    expect(texts).toHaveLength(1);
+    expect(texts[0].body).toMatch(/3 prescriptions are ready/);
+    const covering = await t.db.query(`SELECT id, notification_ids FROM messages WHERE patient_id = $1`, [
+      patient.id,
+    ]);
+    expect(covering).toHaveLength(1);
+    expect([...covering[0].notification_ids].sort()).toEqual(notices.map((n) => n.notificationId).sort());
+  });
+
+  it("names the drug only to a patient who opted in to detailed messages, and uses the pharmacy's own template", async () => {
+    await advanceTo(new Date('2026-06-12T16:00:00Z'));
+    const plain = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const detailed = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    await t.db.query(`UPDATE patients SET detailed_messages = true WHERE id = $1`, [detailed.id]);
+    const notices = [await t.given.notice(plain), await t.given.notice(detailed)];
+    await queue.enqueue(notices.map((n) => ({ notificationId: n.notificationId })));
+    await waitFor('both texts', () => textsTo(plain).length === 1 && textsTo(detailed).length === 1);
+    expect(textsTo(plain)[0].body).not.toContain('Atorvastatin');
+    expect(textsTo(detailed)[0].body).toContain('Atorvastatin 20 mg');
+
+    const custom = await t.given.pharmacy({
+      name: 'Custom Rx',
+      smsFrom: '+14155550150',
+      settings: {
+        sendRatePerSecond: 1000,
+        templates: {
+          ready: {
+            en: '{pharmacy}: your order is waiting at the counter. Call {phone}. Reply STOP to opt out.',
+          },
+        },
+      },
+    });
+    const patient = await t.given.patient(custom, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('custom text', () => textsTo(patient).length === 1);
+    expect(textsTo(patient)[0].body).toBe(
+      'Custom Rx: your order is waiting at the counter. Call +14155550199. Reply STOP to opt out.',
+    );
+  });
+
+  it('holds the fourth reminder in a week and sends it when the cap frees up', async () => {
+    const start = new Date('2026-06-15T14:00:00Z'); // Monday 10:00 in New York
+    await advanceTo(start);
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const reminder = async () => {
+      const { notificationId } = await t.given.notice(patient, {
+        kind: 'refill_due',
+        fillStatus: 'picked_up',
+      });
+      await queue.enqueue([{ notificationId }]);
+      return notificationId;
+    };
+    for (let day = 0; day < 3; day++) {
+      await advanceTo(new Date(start.getTime() + day * 86400_000));
+      const id = await reminder();
+      await waitFor(`reminder ${day + 1} sent`, async () =>
+        ['sent', 'delivered'].includes((await state(id)).state),
+      );
+    }
+    await advanceTo(new Date(start.getTime() + 3 * 86400_000));
+    const fourth = await reminder();
+    const held = await settledState(fourth);
+    expect(held).toMatchObject({ state: 'scheduled', reason: 'cap' });
+    // Free once the first send of the week is 7 days old: Monday the 22nd, 10:00 New York.
+    expect(held.scheduled_for.toISOString()).toBe('2026-06-22T14:00:00.000Z');
+    expect(textsTo(patient)).toHaveLength(3);
+
+    await advanceTo(new Date('2026-06-22T14:00:00Z'));
+    await waitFor('fourth sent', async () => ['sent', 'delivered'].includes((await state(fourth)).state));
+    expect(textsTo(patient)).toHaveLength(4);
+  });
+
+  it('does not cap ready notices', async () => {
+    await advanceTo(new Date('2026-06-16T16:00:00Z'));
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    for (let i = 0; i < 4; i++) {
+      const { notificationId } = await t.given.notice(patient);
+      await queue.enqueue([{ notificationId }]);
+      await waitFor('sent', async () => ['sent', 'delivered'].includes((await state(notificationId)).state));
+    }
+    expect(textsTo(patient)).toHaveLength(4);
+  });
+
+  it('calls a landline with voice consent: TwiML with the message and the press-9 menu', async () => {
+    await advanceTo(new Date('2026-06-17T16:00:00Z'));
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms', 'voice'] });
+    sandbox.setFault(patient.phone, { kind: 'error', code: 21614, times: 1 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('the call', () => callsTo(patient).length === 1);
+    const [call] = callsTo(patient);
+    expect(call.twiml).toContain('<Say');
+    expect(call.twiml).toContain('Main Street Pharmacy');
+    expect(call.twiml).toMatch(/<Gather[^>]*numDigits="1"/);
+    expect(call.twiml).toContain('press 9');
+    expect(call.machineDetection).toBe('DetectMessageEnd');
+    await waitFor('delivered by call', async () => (await state(notificationId)).state === 'delivered');
+    expect((await state(notificationId)).channel).toBe('voice');
+    const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
+    expect(line.line_type).toBe('landline');
+  });
+
+  it('sends a landline without voice consent to staff follow-up', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'error', code: 21614 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    expect(await settledState(notificationId)).toMatchObject({
+      state: 'failed',
+      reason: expect.stringMatching(/landline/),
+    });
+  });
+
+  it('ends a 429 storm with every message sent exactly once', async () => {
+    const patients = await Promise.all(
+      Array.from({ length: 8 }, () => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),
+    );
+    for (const p of patients) sandbox.setFault(p.phone, { kind: 'http429', times: 2 });
+    const notices = await Promise.all(patients.map((p) => t.given.notice(p)));
+    await queue.enqueue(notices.map((n) => ({ notificationId: n.notificationId })));
+    await waitFor(
+      'all sent',
+      async () =>
+        (await Promise.all(notices.map((n) => state(n.notificationId)))).every((s) =>
+          ['sent', 'delivered'].includes(s.state),
+        ),
+      30000,
+    );
+    for (const p of patients) expect(textsTo(p)).toHaveLength(1);
+  }, 40000);
+
+  it('sends once when the provider recorded the message but answered 500', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'http500AfterRecord', times: 1 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor(
+      'sent',
+      async () => ['sent', 'delivered'].includes((await state(notificationId)).state),
+      15000,
+    );
+    expect(textsTo(patient)).toHaveLength(1);
+    const [message] = await t.db.query(`SELECT provider_sid FROM messages WHERE patient_id = $1`, [
+      patient.id,
+    ]);
+    expect(message.provider_sid).toBe(textsTo(patient)[0].sid);
+  }, 20000);
+
+  it('sends again when a 500 really lost the message, once the attempt is old enough to be settled', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'http500', times: 1 });
+    const { notificationId } = await t.given.notice(patient, { dueAt: clock.now() });
+    await queue.enqueue([{ notificationId }]);
+    // The retry finds the attempt still open and too young to look up: it waits rather than resend.
+    const waiting = await waitFor(
+      'held for settling',
+      async () => {
+        const n = await state(notificationId);
+        return n.state === 'pending' && (await raw.getJob(notificationId))?.delay ? n : null;
+      },
+      15000,
+    );
+    expect(waiting).toBeTruthy();
+    expect(textsTo(patient)).toHaveLength(0);
+    // A minute later nothing came back for it: the provider never recorded it, so it is sent afresh.
+    clock.advance(61_000);
+    await (await raw.getJob(notificationId))?.promote();
+    await waitFor(
+      'sent',
+      async () => ['sent', 'delivered'].includes((await state(notificationId)).state),
+      15000,
+    );
+    expect(textsTo(patient)).toHaveLength(1);
+  }, 40000);
+});

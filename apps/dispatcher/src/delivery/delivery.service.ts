@@ -1,0 +1,659 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { randomUUID } from 'node:crypto';
+import twilio from 'twilio';
+import { DataSource, type EntityManager } from 'typeorm';
+import { Clock } from '@rxnotify/common/clock/clock';
+import type { AppConfig } from '@rxnotify/common/config/config';
+import { APP_CONFIG } from '@rxnotify/common/config/config.module';
+import { KeyRing } from '@rxnotify/common/crypto/key-ring';
+import { Metrics } from '@rxnotify/common/metrics/metrics.service';
+import {
+  renderSms,
+  renderVoice,
+  type Language,
+  type NotificationKind,
+  type TemplateVars,
+} from '@rxnotify/common/messaging';
+import { resolveSettings, type PharmacySettings } from '@rxnotify/common/pharmacy/pharmacy-settings';
+import {
+  describeProviderCode,
+  PROVIDER_REQUEST_TIMEOUT_MS,
+  ProviderError,
+  SmsProvider,
+} from '@rxnotify/common/twilio/sms-provider';
+import {
+  decideDelivery,
+  isStale,
+  pickupTemplateStep,
+  type Channel,
+  type ConsentStatus,
+} from './delivery.policy';
+import { SendRateLimiter } from './send-rate-limiter';
+import { capRelease, earliestSend } from './timing.policy';
+
+/** How long a claim holds a notification before another worker may take it over. */
+export const LEASE_SECONDS = 60;
+/**
+ * An open attempt is settled by the provider's status callbacks, which carry its attempt id, or failing those
+ * by looking it up. The lookup waits until the attempt is old enough: an unanswered create (a timeout, a crash)
+ * may still be landing; an answered one (a 5xx) is finished, and its callbacks (exact, where a lookup by body is
+ * ambiguous between notices that share a text) come within seconds.
+ */
+const SETTLE_UNANSWERED_AFTER_MS = 4 * PROVIDER_REQUEST_TIMEOUT_MS;
+const SETTLE_ANSWERED_AFTER_MS = 20_000;
+/** How long the queue pauses after the provider answers 429. */
+const THROTTLE_MS = 2000;
+const REMINDER_KINDS: NotificationKind[] = [
+  'refill_due',
+  'renewal_needed',
+  'unclaimed_pickup',
+  'adherence_gap',
+];
+
+export type DeliveryOutcome =
+  | { outcome: 'sent'; channel: Channel; messageId: string; covered: number }
+  | { outcome: 'suppressed' | 'cancelled' | 'failed'; reason: string }
+  | { outcome: 'deferred'; until: string; reason: 'quiet_hours' | 'cap' }
+  | { outcome: 'throttled'; retryAfterMs: number }
+  | { outcome: 'skipped'; reason: 'not_claimable' }
+  /** Held by another worker's live lease: look again when it runs out (the worker may have died). */
+  | { outcome: 'deferred'; until: string; reason: 'leased' | 'settling' };
+
+/** One claimed notification with what the decision needs; patient and pharmacy columns repeat on every row. */
+interface ClaimedRow {
+  id: string;
+  kind: NotificationKind;
+  step: number | null;
+  fill_count: number;
+  pharmacy_id: string;
+  patient_id: string;
+  phone_enc: string;
+  language: Language;
+  line_type: 'mobile' | 'landline' | null;
+  zone: string;
+  pharmacy_name: string;
+  sms_from: string;
+  voice_from: string | null;
+  callback_phone: string;
+  settings: unknown;
+  sms_consent: ConsentStatus;
+  voice_consent: ConsentStatus;
+  fill_statuses: string[] | null;
+  refilled: boolean;
+  return_to_stock_base: string | null;
+  /** Earlier attempts for this notification that may have gone out (not known to have failed). */
+  open_messages: number;
+  detailed_messages: boolean;
+  /** The drug, when the notice is about exactly one fill (named only to patients who opted in to details). */
+  drug_name: string | null;
+}
+
+interface OpenIntent {
+  id: string;
+  channel: Channel;
+  to_enc: string;
+  from_number: string;
+  body_enc: string | null;
+  created_at: Date;
+  notification_ids: string[];
+  status: string;
+  provider_sid: string | null;
+}
+
+interface Group {
+  rows: ClaimedRow[];
+  head: ClaimedRow;
+  ids: string[];
+  settings: PharmacySettings;
+}
+
+/** A failure worth retrying with backoff (5xx, network): BullMQ tries again. */
+export class RetryableDeliveryError extends Error {}
+
+/**
+ * Sends notifications. Each job claims its notification together with the same patient's other notices of the
+ * same kind that are due (so a family's ready fills go out as one text), decides at send time from fresh data,
+ * writes the attempt before calling the provider and the result after.
+ */
+@Injectable()
+export class DeliveryService {
+  private readonly logger = new Logger(DeliveryService.name);
+  private readonly workerId = `dispatcher-${process.pid}-${randomUUID().slice(0, 8)}`;
+
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly keys: KeyRing,
+    private readonly provider: SmsProvider,
+    private readonly clock: Clock,
+    private readonly rate: SendRateLimiter,
+    private readonly metrics: Metrics,
+  ) {}
+
+  async deliver(notificationId: string): Promise<DeliveryOutcome> {
+    const claimed = await this.claim(notificationId);
+    if (claimed.length === 0) return this.whyNotClaimable(notificationId);
+
+    // A previous attempt's answer was lost: find out from the provider before anything is sent again.
+    const resolution = claimed.some((r) => r.open_messages > 0)
+      ? await this.resolveOpenIntents(claimed.map((r) => r.id))
+      : { settled: new Map<string, string>() };
+    if ('waitUntil' in resolution) {
+      return { outcome: 'deferred', until: resolution.waitUntil.toISOString(), reason: 'settling' };
+    }
+    const settled = resolution.settled;
+    const rows = claimed.filter((row) => !settled.has(row.id));
+    if (rows.length === 0)
+      return {
+        outcome: 'sent',
+        channel: 'sms',
+        messageId: [...settled.values()][0],
+        covered: claimed.length,
+      };
+
+    const live: ClaimedRow[] = [];
+    for (const row of rows) {
+      const stale = isStale(row.kind, row.fill_statuses ?? [], row.refilled);
+      if (stale) await this.finish([row.id], 'cancelled', stale);
+      else live.push(row);
+    }
+    if (live.length === 0) return { outcome: 'cancelled', reason: 'stale' };
+    const head = live.find((row) => row.id === notificationId) ?? live[0];
+    const group: Group = {
+      rows: live,
+      head,
+      ids: live.map((r) => r.id),
+      settings: resolveSettings(head.settings),
+    };
+
+    const decision = decideDelivery({
+      smsConsent: head.sms_consent,
+      voiceConsent: head.voice_consent,
+      smsCapable: head.line_type !== 'landline',
+      hasVoiceNumber: true,
+    });
+    if (decision.action === 'suppress') return this.finish(group.ids, 'suppressed', decision.reason);
+    return this.send(group, decision.channel);
+  }
+
+  private async send(group: Group, channel: Channel): Promise<DeliveryOutcome> {
+    const { head, settings } = group;
+    const reminder = REMINDER_KINDS.includes(head.kind);
+    if (reminder && (settings.reminderCaps.perDay === 0 || settings.reminderCaps.perWeek === 0)) {
+      return this.finish(group.ids, 'suppressed', 'reminders_disabled');
+    }
+    if (!reminder) {
+      const until = earliestSend(this.clock.now(), head.zone, settings.quietHours, null);
+      if (until) return this.hold(this.db.manager, group.ids, until, 'quiet_hours');
+    }
+    await this.rate.acquire(head.pharmacy_id, settings.sendRatePerSecond);
+
+    const to = this.keys.decrypt(head.phone_enc);
+    const from = channel === 'voice' ? (head.voice_from ?? head.sms_from) : head.sms_from;
+    const vars = this.templateVars(group);
+    const content =
+      channel === 'sms'
+        ? renderSms(head.kind, head.language, vars, settings.templates)
+        : renderVoice(head.kind, head.language, vars);
+
+    // Reminders: the cap check and the intent are one transaction under a per-patient lock, so two reminders
+    // for the same patient on two workers cannot both slip under the cap. Ready notices are not capped.
+    const intent = !reminder
+      ? await this.recordIntent(this.db.manager, group, channel, to, from, content)
+      : await this.db.transaction(async (tx) => {
+          await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7270063))`, [
+            head.patient_id,
+          ]);
+          const sent = await this.recentReminderSends(tx, head.patient_id);
+          const now = this.clock.now();
+          const capFree = capRelease(now, sent, settings.reminderCaps);
+          const until = earliestSend(now, head.zone, settings.quietHours, capFree);
+          if (until) return this.hold(tx, group.ids, until, capFree ? 'cap' : 'quiet_hours');
+          return this.recordIntent(tx, group, channel, to, from, content);
+        });
+    if (intent === null) return this.finish(group.ids, 'suppressed', 'opted_out');
+    if (typeof intent !== 'string') return intent;
+    return this.callProvider(group, channel, intent, to, from, content);
+  }
+
+  private async callProvider(
+    group: Group,
+    channel: Channel,
+    messageId: string,
+    to: string,
+    from: string,
+    content: string,
+  ): Promise<DeliveryOutcome> {
+    try {
+      const receipt =
+        channel === 'sms'
+          ? await this.provider.sendSms({
+              to,
+              from,
+              body: content,
+              statusCallback: this.callbackUrl('status', messageId),
+            })
+          : await this.provider.placeCall({
+              to,
+              from,
+              twiml: this.voiceTwiml(content, group.head.language),
+              statusCallback: this.callbackUrl('voice/status', messageId),
+            });
+      await this.recordAccepted(messageId, receipt.sid, receipt.status, channel);
+      this.metrics.messageSent(group.head.kind, channel);
+      return { outcome: 'sent', channel, messageId, covered: group.ids.length };
+    } catch (error) {
+      if (!(error instanceof ProviderError)) throw error;
+      return this.recordRejected(group, channel, messageId, error);
+    }
+  }
+
+  /**
+   * Claims the notification and its due siblings (same patient, kind and step) in one statement, reading
+   * consent, fills and settings as of this instant. Nothing is claimed when the notification itself is not
+   * claimable (already handled, or held by a live lease).
+   */
+  private async claim(notificationId: string): Promise<ClaimedRow[]> {
+    const now = this.clock.now();
+    return this.db.query<ClaimedRow[]>(
+      `WITH target AS (
+         SELECT patient_id, kind, step FROM notifications
+         WHERE id = $1 AND (state IN ('pending', 'scheduled') OR (state = 'sending' AND lease_expires_at < $3))),
+       claimed AS (
+         UPDATE notifications n SET state = 'sending', lease_owner = $2, updated_at = $3,
+                lease_expires_at = $3::timestamptz + make_interval(secs => $4)
+         FROM target t
+         WHERE n.patient_id = t.patient_id AND n.kind = t.kind AND n.step IS NOT DISTINCT FROM t.step
+           AND (n.id = $1 OR n.kind = 'ready' OR n.due_at <= $3)
+           AND (n.state IN ('pending', 'scheduled') OR (n.state = 'sending' AND n.lease_expires_at < $3))
+         RETURNING n.id, n.kind, n.step, n.pharmacy_id, n.patient_id, n.fill_ids)
+       SELECT c.id, c.kind, c.step, cardinality(c.fill_ids) AS fill_count, c.pharmacy_id, c.patient_id,
+              p.phone_enc, p.language, p.line_type, coalesce(p.timezone, ph.timezone) AS zone, p.detailed_messages,
+              CASE WHEN cardinality(c.fill_ids) = 1 THEN (SELECT f.drug_name FROM fills f WHERE f.id = c.fill_ids[1]) END AS drug_name,
+              ph.name AS pharmacy_name, ph.sms_from, ph.voice_from, ph.callback_phone, ph.settings,
+              (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'sms') AS sms_consent,
+              (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'voice') AS voice_consent,
+              (SELECT array_agg(f.status) FROM fills f WHERE f.id = ANY(c.fill_ids)) AS fill_statuses,
+              (SELECT to_char(min(f.ready_at AT TIME ZONE coalesce(p.timezone, ph.timezone)), 'YYYY-MM-DD')
+                 FROM fills f WHERE f.id = ANY(c.fill_ids)) AS return_to_stock_base,
+              EXISTS (
+                SELECT 1 FROM fills f JOIN fills later ON later.patient_id = f.patient_id AND later.id <> f.id
+                WHERE f.id = ANY(c.fill_ids) AND later.status NOT IN ('returned_to_stock', 'cancelled')
+                  AND ((later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
+                       OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
+                           AND later.filled_at > f.filled_at))) AS refilled,
+              (SELECT count(*)::int FROM messages m WHERE m.notification_ids && ARRAY[c.id]
+                 AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')) AS open_messages
+       FROM claimed c JOIN patients p ON p.id = c.patient_id JOIN pharmacies ph ON ph.id = c.pharmacy_id
+       ORDER BY c.id = $1 DESC, c.id`,
+      [notificationId, this.workerId, now, LEASE_SECONDS],
+    );
+  }
+
+  private async whyNotClaimable(notificationId: string): Promise<DeliveryOutcome> {
+    const [row] = await this.db.query<{ lease_expires_at: Date | null }[]>(
+      `SELECT lease_expires_at FROM notifications WHERE id = $1 AND state = 'sending'`,
+      [notificationId],
+    );
+    if (row?.lease_expires_at && row.lease_expires_at > this.clock.now()) {
+      return {
+        outcome: 'deferred',
+        until: new Date(row.lease_expires_at.getTime() + 1000).toISOString(),
+        reason: 'leased',
+      };
+    }
+    return { outcome: 'skipped', reason: 'not_claimable' };
+  }
+
+  /**
+   * Settles attempts whose answer was lost (a crash, a timeout or a 5xx after the request went out) before
+   * anything is sent again. A message the provider's callbacks already moved past `intent` went out; one still
+   * at `intent` is looked up at the provider: found, it is recorded as sent; not found, it is marked failed
+   * and the notification is sent afresh. Returns the notifications now known to be sent.
+   */
+  private async resolveOpenIntents(
+    notificationIds: string[],
+  ): Promise<{ settled: Map<string, string> } | { waitUntil: Date }> {
+    const settled = new Map<string, string>();
+    const open = await this.db.query<(OpenIntent & { answered: boolean })[]>(
+      `SELECT m.id, m.channel, m.to_enc, m.from_number, m.body_enc, m.created_at, m.notification_ids, m.status, m.provider_sid,
+              EXISTS (SELECT 1 FROM message_attempts a
+                      WHERE a.message_id = m.id AND a.event = 'result' AND a.status = 'unknown') AS answered
+       FROM messages m
+       WHERE m.notification_ids && $1::uuid[] AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')`,
+      [notificationIds],
+    );
+    const now = this.clock.now().getTime();
+    const waits = open
+      .filter((intent) => intent.status === 'intent')
+      .map(
+        (intent) =>
+          intent.created_at.getTime() +
+          (intent.answered ? SETTLE_ANSWERED_AFTER_MS : SETTLE_UNANSWERED_AFTER_MS),
+      )
+      .filter((until) => until > now);
+    if (waits.length > 0) {
+      await this.release(notificationIds);
+      return { waitUntil: new Date(Math.max(...waits)) };
+    }
+    for (const intent of open) {
+      const found =
+        intent.status === 'intent'
+          ? await this.lookUp(intent, notificationIds)
+          : { sid: intent.provider_sid ?? '', status: intent.status };
+      if (found && (await this.claimProviderRecord(intent, found))) {
+        for (const id of intent.notification_ids) settled.set(id, intent.id);
+      } else {
+        await this.recordAttempt(intent.id, 'failed', null, 'not_found_at_provider');
+      }
+    }
+    return { settled };
+  }
+
+  /** Records the provider's message as this attempt's; false when another attempt took that sid first. */
+  private async claimProviderRecord(
+    intent: OpenIntent,
+    found: { sid: string; status: string },
+  ): Promise<boolean> {
+    try {
+      await this.recordAccepted(intent.id, found.sid || null, found.status, intent.channel);
+      return true;
+    } catch (error) {
+      if ((error as { driverError?: { code?: string } }).driverError?.code === '23505') return false;
+      throw error;
+    }
+  }
+
+  /** The provider's record of this attempt: the oldest candidate no other message has already claimed as its own. */
+  private async lookUp(intent: OpenIntent, claimed: string[]) {
+    let candidates;
+    try {
+      candidates = await this.provider.findSent({
+        channel: intent.channel,
+        to: this.keys.decrypt(intent.to_enc),
+        from: intent.from_number,
+        since: intent.created_at,
+        body:
+          intent.channel === 'sms' ? (this.keys.decryptOptional(intent.body_enc) ?? undefined) : undefined,
+      });
+    } catch (error) {
+      if (!(error instanceof ProviderError)) throw error;
+      await this.release(claimed);
+      throw new RetryableDeliveryError('provider unreachable while settling an earlier attempt');
+    }
+    if (candidates.length === 0) return null;
+    const taken = await this.db.query<{ provider_sid: string }[]>(
+      `SELECT provider_sid FROM messages WHERE provider_sid = ANY($1::text[])`,
+      [candidates.map((c) => c.sid)],
+    );
+    const known = new Set(taken.map((row) => row.provider_sid));
+    return candidates.find((candidate) => !known.has(candidate.sid)) ?? null;
+  }
+
+  /** Reminder sends to the patient in the last week that count against the caps (anything not known failed). */
+  private async recentReminderSends(tx: EntityManager, patientId: string): Promise<Date[]> {
+    const rows = await tx.query<{ created_at: Date }[]>(
+      `SELECT m.created_at FROM messages m JOIN notifications n ON n.id = m.notification_id
+       WHERE m.patient_id = $1 AND m.created_at > $2::timestamptz - interval '7 days'
+         AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')
+         AND n.kind IN ('refill_due', 'renewal_needed', 'unclaimed_pickup', 'adherence_gap')`,
+      [patientId, this.clock.now()],
+    );
+    return rows.map((r) => r.created_at);
+  }
+
+  private async hold(
+    manager: EntityManager,
+    ids: string[],
+    until: Date,
+    reason: 'quiet_hours' | 'cap',
+  ): Promise<DeliveryOutcome> {
+    await manager.query(
+      `WITH held AS (
+         UPDATE notifications SET state = 'scheduled', scheduled_for = $2, reason = $3, lease_owner = NULL,
+                lease_expires_at = NULL, updated_at = $4
+         WHERE id = ANY($1::uuid[]) RETURNING id)
+       SELECT * FROM held`,
+      [ids, until, reason, this.clock.now()],
+    );
+    return { outcome: 'deferred', until: until.toISOString(), reason };
+  }
+
+  private async finish(
+    ids: string[],
+    state: 'suppressed' | 'cancelled' | 'failed',
+    reason: string,
+  ): Promise<DeliveryOutcome> {
+    await this.db.query(
+      `WITH done AS (
+         UPDATE notifications SET state = $2, reason = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+         WHERE id = ANY($1::uuid[]) RETURNING id)
+       SELECT * FROM done`,
+      [ids, state, reason, this.clock.now()],
+    );
+    if (state === 'suppressed') this.metrics.suppressed(reason);
+    return { outcome: state, reason };
+  }
+
+  /** Gives notifications back for a retry. */
+  private async release(ids: string[]): Promise<void> {
+    await this.db.query(
+      `WITH back AS (
+         UPDATE notifications SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = ANY($1::uuid[]) AND state = 'sending' RETURNING id)
+       SELECT * FROM back`,
+      [ids],
+    );
+  }
+
+  /**
+   * Written before the provider call, so a crash in between leaves evidence that a send may have happened.
+   * Consent is checked again here under a share lock on the consent row: an opt-out committed since the
+   * claim wins (no intent, nothing sent), and one arriving now waits for this statement, then finds the
+   * intent and waits for its result before it is acknowledged. Null when consent no longer allows the send.
+   */
+  private async recordIntent(
+    tx: EntityManager,
+    group: Group,
+    channel: Channel,
+    to: string,
+    from: string,
+    content: string,
+  ): Promise<string | null> {
+    const [row] = await tx.query<{ id: string }[]>(
+      `WITH allowed AS (
+         SELECT 1 FROM consents WHERE patient_id = $4 AND channel = $5 AND status = 'opted_in' FOR SHARE),
+       message AS (
+         INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc,
+                               status, created_at, updated_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'intent', $9, $9 FROM allowed RETURNING id, notification_id),
+       attempt AS (
+         INSERT INTO message_attempts (message_id, notification_id, event, status)
+         SELECT id, notification_id, 'intent', 'intent' FROM message)
+       SELECT id FROM message`,
+      [
+        group.head.id,
+        group.ids,
+        group.head.pharmacy_id,
+        group.head.patient_id,
+        channel,
+        this.keys.encrypt(to),
+        from,
+        this.keys.encrypt(content),
+        this.clock.now(),
+      ],
+    );
+    return row?.id ?? null;
+  }
+
+  private async recordAccepted(
+    messageId: string,
+    sid: string | null,
+    status: string,
+    channel: Channel,
+  ): Promise<void> {
+    // A status callback may have landed first (it carries the attempt id): keep whichever status is further along.
+    await this.db.query(
+      `WITH message AS (
+         UPDATE messages SET provider_sid = coalesce(provider_sid, $2), updated_at = now(),
+                status = CASE WHEN status = 'intent' THEN $3 ELSE status END
+         WHERE id = $1 RETURNING id, notification_id, notification_ids),
+       attempt AS (
+         INSERT INTO message_attempts (message_id, notification_id, event, status, provider_sid)
+         SELECT id, notification_id, 'result', $3, $2 FROM message),
+       notification AS (
+         UPDATE notifications SET state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END, channel = $4,
+                reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) RETURNING id)
+       SELECT id FROM message`,
+      [messageId, sid, providerStatus(status), channel],
+    );
+  }
+
+  private async recordAttempt(
+    messageId: string,
+    status: 'failed' | 'intent',
+    errorCode: number | null,
+    outcome: string,
+  ): Promise<void> {
+    await this.db.query(
+      `WITH message AS (
+         UPDATE messages SET status = $2, error_code = coalesce($3, error_code), updated_at = now() WHERE id = $1
+         RETURNING id, notification_id),
+       attempt AS (
+         INSERT INTO message_attempts (message_id, notification_id, event, status, error_code)
+         SELECT id, notification_id, 'result', $4, $3 FROM message)
+       SELECT id FROM message`,
+      [messageId, status, errorCode, outcome],
+    );
+  }
+
+  private async recordRejected(
+    group: Group,
+    channel: Channel,
+    messageId: string,
+    error: ProviderError,
+  ): Promise<DeliveryOutcome> {
+    this.metrics.message(group.head.kind, channel, error.kind === 'retryable' ? 'retried' : 'failed');
+    if (error.kind === 'retryable') {
+      if (error.httpStatus === 429) {
+        // Refused outright: nothing went out. Pause the queue rather than burn this job's attempts.
+        await this.recordAttempt(messageId, 'failed', 429, 'throttled');
+        await this.release(group.ids);
+        return { outcome: 'throttled', retryAfterMs: THROTTLE_MS };
+      }
+      // A 5xx or a lost connection may still have been accepted: the intent stays open for the retry to settle.
+      // For the audit trail: 'unknown' the provider answered (a 5xx), 'no_answer' it did not (a timeout).
+      await this.recordAttempt(
+        messageId,
+        'intent',
+        error.code,
+        error.httpStatus === null ? 'no_answer' : 'unknown',
+      );
+      await this.release(group.ids);
+      throw new RetryableDeliveryError(`provider answered ${error.httpStatus ?? 'nothing'}; will retry`);
+    }
+    await this.recordAttempt(messageId, 'failed', error.code, 'failed');
+    if (error.kind === 'opted_out') {
+      await this.recordCarrierOptOut(group.head);
+      return this.finish(group.ids, 'suppressed', 'opted_out');
+    }
+    if (error.kind === 'not_mobile' && channel === 'sms') {
+      await this.db.query(`UPDATE patients SET line_type = 'landline' WHERE id = $1`, [
+        group.head.patient_id,
+      ]);
+      if (group.head.voice_consent === 'opted_in')
+        return this.send({ ...group, head: { ...group.head, line_type: 'landline' } }, 'voice');
+      return this.finish(group.ids, 'failed', 'landline without voice consent: call the patient');
+    }
+    this.logger.warn(`notification ${group.head.id} failed permanently (code ${error.code ?? 'none'})`);
+    return this.finish(group.ids, 'failed', describeProviderCode(error.code));
+  }
+
+  /** Twilio's 21610: the number replied STOP at the carrier. Recorded as an SMS opt-out so nothing else is tried. */
+  private async recordCarrierOptOut(head: ClaimedRow): Promise<void> {
+    this.metrics.consentChanged('carrier', 'opted_out');
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO consents (patient_id, channel, status, source, updated_at) VALUES ($1, 'sms', 'opted_out', 'carrier', now())
+         ON CONFLICT (patient_id, channel) DO UPDATE SET status = 'opted_out', source = 'carrier', updated_at = now()`,
+        [head.patient_id],
+      );
+      await tx.query(
+        `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor)
+         VALUES ($1, $2, 'sms', 'opted_out', 'carrier', 'twilio:21610')`,
+        [head.patient_id, head.pharmacy_id],
+      );
+    });
+  }
+
+  private templateVars(group: Group): TemplateVars {
+    const { head, settings } = group;
+    const vars: TemplateVars = {
+      pharmacyName: head.pharmacy_name,
+      callbackPhone: head.callback_phone,
+      count: Math.min(
+        99,
+        group.rows.reduce((sum, row) => sum + Math.max(1, row.fill_count), 0),
+      ),
+    };
+    // By default no drug name leaves the pharmacy; a patient who opted in to details gets it on single-fill notices.
+    if (head.detailed_messages && vars.count === 1 && head.drug_name) vars.drugName = head.drug_name;
+    if (head.kind === 'unclaimed_pickup' && head.step) {
+      vars.step = pickupTemplateStep(head.step, settings.pickupReminderDays.length);
+      if (vars.step === 3 && head.return_to_stock_base) {
+        vars.returnToStockDate = formatLocalDate(
+          addDays(head.return_to_stock_base, settings.returnToStockDay),
+          head.language,
+        );
+      }
+    }
+    return vars;
+  }
+
+  private callbackUrl(path: 'status' | 'voice/status', messageId: string): string {
+    return `${this.config.publicUrls.dispatcher}/webhooks/twilio/${path}?attemptId=${messageId}`;
+  }
+
+  private voiceTwiml(text: string, language: Language): string {
+    const response = new twilio.twiml.VoiceResponse();
+    const voice =
+      language === 'es'
+        ? { voice: 'Polly.Lupe' as const, language: 'es-US' as const }
+        : { voice: 'Polly.Joanna' as const, language: 'en-US' as const };
+    response.say(voice, text);
+    const gather = response.gather({
+      numDigits: 1,
+      timeout: 5,
+      action: `${this.config.publicUrls.consentApi}/webhooks/twilio/voice/gather`,
+    });
+    gather.say(
+      voice,
+      language === 'es' ? 'Para dejar de recibir estas llamadas, oprima 9.' : 'To stop these calls, press 9.',
+    );
+    return response.toString();
+  }
+}
+
+function providerStatus(status: string): string {
+  return status === 'accepted' ? 'queued' : status;
+}
+
+/** A calendar date (YYYY-MM-DD) plus whole days, without time zones getting involved. */
+function addDays(date: string, days: number): string {
+  const d = new Date(`${date}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + days);
+  return d.toISOString().slice(0, 10);
+}
+
+/** "Nov 30" / "30 nov": short enough for one segment, and GSM-7. */
+function formatLocalDate(date: string, language: Language): string {
+  return new Intl.DateTimeFormat(language === 'es' ? 'es-US' : 'en-US', {
+    month: 'short',
+    day: 'numeric',
+    timeZone: 'UTC',
+  })
+    .format(new Date(`${date}T00:00:00Z`))
+    .replace('.', '');
+}

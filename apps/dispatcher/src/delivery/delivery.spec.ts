@@ -1,0 +1,240 @@
+import request from 'supertest';
+import twilio from 'twilio';
+import { FakeClock } from '@rxnotify/common/clock/clock';
+import { SANDBOX_AUTH_TOKEN } from '@rxnotify/common/config/config';
+import type { NotificationQueue } from '@rxnotify/common/queue/notification-queue';
+import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
+import type { PharmacyFixture } from '../../../../test/helpers/given';
+import { waitFor } from '../../../../test/helpers/wait';
+import { startDispatcherWithSandbox, type DispatcherUnderTest } from '../../../../test/helpers/dispatcher';
+
+describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over HTTP)', () => {
+  let t: DispatcherUnderTest;
+  let sandbox: Sandbox;
+  let pharmacy: PharmacyFixture;
+  let staff: string;
+  let queue: NotificationQueue;
+  let port: number;
+  let phoneCounter = 2600;
+  // Noon in New York: inside the pharmacy's sending window. Quiet hours have their own tests.
+  const clock = new FakeClock(new Date('2026-06-10T16:00:00Z'));
+
+  const nextPhone = () => `+1415555${String(phoneCounter++).padStart(4, '0')}`;
+  const notification = (id: string) =>
+    t.db
+      .query(`SELECT state, reason, channel FROM notifications WHERE id = $1`, [id])
+      .then((rows) => rows[0]);
+  const settled = (id: string) =>
+    waitFor(`notification ${id} to settle`, async () => {
+      const n = await notification(id);
+      return n && !['pending', 'sending'].includes(n.state) ? n : null;
+    });
+
+  beforeAll(async () => {
+    t = await startDispatcherWithSandbox({ clock });
+    sandbox = t.sandbox;
+    port = Number(new URL(t.url).port);
+    queue = t.queue;
+    pharmacy = await t.given.pharmacy({ name: 'Main Street Pharmacy' });
+    staff = await t.given.apiKey('staff', pharmacy);
+  });
+  afterAll(() => t.close());
+
+  it('texts an opted-in patient once, records intent and result, and follows callbacks to delivered', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+
+    const delivered = await waitFor('delivered', async () =>
+      (await notification(notificationId)).state === 'delivered' ? true : null,
+    );
+    expect(delivered).toBe(true);
+    const sent = sandbox.messages().filter((m) => m.to === patient.phone);
+    expect(sent).toHaveLength(1);
+    expect(sent[0].from).toBe(pharmacy.smsFrom);
+    expect(sent[0].body).toContain('Main Street Pharmacy');
+    expect(sent[0].body).toMatch(/Reply STOP to opt out\.$/);
+    expect(sent[0].body).not.toMatch(/Atorvastatin/i);
+
+    const view = await request(t.http)
+      .get(`/v1/notifications/${notificationId}`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(200);
+    expect(view.body).toMatchObject({
+      kind: 'ready',
+      state: 'delivered',
+      channel: 'sms',
+      patientId: patient.id,
+    });
+    expect(view.body.messages).toEqual([
+      expect.objectContaining({ to: patient.phone, providerSid: sent[0].sid, status: 'delivered' }),
+    ]);
+
+    const attempts = await t.db.query(
+      `SELECT a.event, a.status FROM message_attempts a JOIN messages m ON m.id = a.message_id WHERE m.notification_id = $1 ORDER BY a.seq`,
+      [notificationId],
+    );
+    expect(attempts.map((a: { event: string; status: string }) => `${a.event}:${a.status}`)).toEqual(
+      expect.arrayContaining(['intent:intent', 'result:queued', 'status:delivered']),
+    );
+    expect(attempts[0]).toEqual({ event: 'intent', status: 'intent' });
+    const [stored] = await t.db.query(`SELECT to_enc, body_enc FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    expect(JSON.stringify(stored)).not.toContain(patient.phone.slice(2));
+    expect(JSON.stringify(stored)).not.toContain('Main Street');
+  });
+
+  it('suppresses a patient who never consented (unknown means no) and sends nothing', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: [] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toMatchObject({ state: 'suppressed', reason: 'no_consent' });
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(0);
+  });
+
+  it('suppresses an opted-out patient', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    await t.db.query(`UPDATE consents SET status = 'opted_out' WHERE patient_id = $1`, [patient.id]);
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toMatchObject({ state: 'suppressed', reason: 'opted_out' });
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(0);
+  });
+
+  it('cancels a ready notice whose fill was picked up meanwhile', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient, { fillStatus: 'picked_up' });
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toMatchObject({ state: 'cancelled', reason: 'stale:picked_up' });
+  });
+
+  it('names the return-to-stock date in the last pickup reminder', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    // Ready at 01:00 UTC on Nov 21 is still Nov 20 in New York; day 10 is Nov 30.
+    const { notificationId } = await t.given.notice(patient, {
+      kind: 'unclaimed_pickup',
+      step: 3,
+      readyAt: new Date('2026-11-21T01:00:00Z'),
+    });
+    await queue.enqueue([{ notificationId }]);
+    const [text] = await waitFor('the reminder', () => {
+      const sent = sandbox.messages().filter((m) => m.to === patient.phone);
+      return sent.length ? sent : null;
+    });
+    expect(text.body).toContain('Nov 30');
+  });
+
+  it('cancels a refill reminder when the patient has refilled since', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient, {
+      kind: 'refill_due',
+      fillStatus: 'picked_up',
+      rxNumber: 'RX-77',
+    });
+    await t.given.fill(patient, { rxNumber: 'RX-77', fillNumber: 1, readyDaysAgo: 0 });
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toMatchObject({ state: 'cancelled', reason: 'stale:refilled' });
+  });
+
+  it('records a carrier opt-out (21610) as an SMS opt-out', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'error', code: 21610 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toMatchObject({ state: 'suppressed', reason: 'opted_out' });
+    const [consent] = await t.db.query(
+      `SELECT status, source FROM consents WHERE patient_id = $1 AND channel = 'sms'`,
+      [patient.id],
+    );
+    expect(consent).toEqual({ status: 'opted_out', source: 'carrier' });
+  });
+
+  it('fails an invalid number at once and lists it for staff follow-up', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'error', code: 21211 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toMatchObject({
+      state: 'failed',
+      reason: 'the number is not a valid phone number',
+    });
+    const followUps = await request(t.http)
+      .get('/v1/follow-ups')
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(200);
+    expect(followUps.body.map((n: { id: string }) => n.id)).toContain(notificationId);
+  });
+
+  it('retries a 429 and sends exactly once', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'http429', times: 1 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('sent after retry', async () =>
+      ['sent', 'delivered'].includes((await notification(notificationId)).state) ? true : null,
+    );
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(1);
+  });
+
+  it('refuses forged status callbacks and never lets a late status overwrite a final one', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('delivered', async () =>
+      (await notification(notificationId)).state === 'delivered' ? true : null,
+    );
+    const [message] = await t.db.query(`SELECT id, provider_sid FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    const path = `/webhooks/twilio/status?attemptId=${message.id}`;
+    const params = { MessageSid: message.provider_sid, MessageStatus: 'sent' };
+
+    await request(t.http).post(path).type('form').send(params).expect(403);
+    await request(t.http)
+      .post(path)
+      .type('form')
+      .set('X-Twilio-Signature', 'forged')
+      .send(params)
+      .expect(403);
+    const signature = twilio.getExpectedTwilioSignature(
+      SANDBOX_AUTH_TOKEN,
+      `http://127.0.0.1:${port}${path}`,
+      params,
+    );
+    await request(t.http)
+      .post(path)
+      .type('form')
+      .set('X-Twilio-Signature', signature)
+      .send(params)
+      .expect(200);
+    const [after] = await t.db.query(`SELECT status FROM messages WHERE id = $1`, [message.id]);
+    expect(after.status).toBe('delivered');
+  });
+
+  it("answers only within the key's pharmacy and role", async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: [] });
+    const { notificationId } = await t.given.notice(patient);
+    const other = await t.given.pharmacy({ name: 'Other', smsFrom: '+14155550102' });
+    const otherStaff = await t.given.apiKey('staff', other);
+    const integration = await t.given.apiKey('integration', pharmacy);
+    await request(t.http)
+      .get(`/v1/notifications/${notificationId}`)
+      .set('Authorization', `Bearer ${otherStaff}`)
+      .expect(404);
+    await request(t.http)
+      .get(`/v1/notifications/${notificationId}`)
+      .set('Authorization', `Bearer ${integration}`)
+      .expect(403);
+    await request(t.http).get(`/v1/notifications/${notificationId}`).expect(401);
+    await request(t.http)
+      .get(`/v1/notifications?state=bogus`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(422);
+    const list = await request(t.http)
+      .get(`/v1/notifications?patientId=${patient.id}`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(200);
+    expect(list.body.map((n: { id: string }) => n.id)).toEqual([notificationId]);
+  });
+});

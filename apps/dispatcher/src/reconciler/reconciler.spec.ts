@@ -1,0 +1,102 @@
+import Redis from 'ioredis';
+import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
+import { FakeClock } from '@rxnotify/common/clock/clock';
+import { SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN } from '@rxnotify/common/config/config';
+import { waitFor } from '../../../../test/helpers/wait';
+import { startDispatcherWithSandbox, type DispatcherUnderTest } from '../../../../test/helpers/dispatcher';
+import { ReconcilerService } from './reconciler.service';
+
+describe('reconciler (Postgres is the truth, Redis the transport)', () => {
+  const clock = new FakeClock(new Date('2026-06-10T16:00:00Z'));
+  let t: DispatcherUnderTest;
+  let sandbox: Sandbox;
+  let reconciler: ReconcilerService;
+  let phone = 4200;
+
+  beforeAll(async () => {
+    t = await startDispatcherWithSandbox({ clock });
+    sandbox = t.sandbox;
+    reconciler = t.app.get(ReconcilerService);
+  });
+  afterAll(() => t.close());
+
+  it('sends notifications that were never enqueued, or whose jobs Redis lost, exactly once', async () => {
+    const pharmacy = await t.given.pharmacy({ settings: { sendRatePerSecond: 1000 } });
+    const patients = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        t.given.patient(pharmacy, { phone: `+1415555${phone++}`, consent: ['sms'] }),
+      ),
+    );
+    // Committed as pending, never enqueued (as if Redis was down when the scheduler wrote them).
+    const notices = await Promise.all(patients.map((p) => t.given.notice(p, { dueAt: clock.now() })));
+    // Jobs that existed and then vanished (a FLUSHALL of this deployment's keys).
+    const redis = new Redis('redis://127.0.0.1:6379');
+    const keys = await redis.keys(`${t.config.queue.prefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    await redis.quit();
+
+    expect(await reconciler.reconcile()).toBe(20);
+    await waitFor('all sent', async () => {
+      const [{ n }] = await t.db.query(
+        `SELECT count(*)::int AS n FROM notifications WHERE id = ANY($1) AND state IN ('sent', 'delivered')`,
+        [notices.map((x) => x.notificationId)],
+      );
+      return n === 20;
+    });
+    for (const p of patients) expect(sandbox.messages().filter((m) => m.to === p.phone)).toHaveLength(1);
+    // Nothing left owed: another round creates nothing.
+    expect(await reconciler.reconcile()).toBe(0);
+  });
+
+  it('takes back a notification whose worker died holding it, and settles its open attempt at the provider', async () => {
+    const pharmacy = await t.given.pharmacy({
+      name: 'Second',
+      smsFrom: '+14155550120',
+      settings: { sendRatePerSecond: 1000 },
+    });
+    const patient = await t.given.patient(pharmacy, { phone: `+1415555${phone++}`, consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient, { dueAt: clock.now() });
+    // A worker claimed it, wrote its intent and the provider took the message, then the worker was killed;
+    // its 60 s lease has since run out.
+    const [message] = await t.db.query(
+      `INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, status, created_at)
+       VALUES ($1, ARRAY[$1::uuid], $2, $3, 'sms', $4, $5, $6, 'intent', $7) RETURNING id`,
+      [
+        notificationId,
+        pharmacy.id,
+        patient.id,
+        t.keys.encrypt(patient.phone),
+        pharmacy.smsFrom,
+        t.keys.encrypt('Second: ready. Reply STOP to opt out.'),
+        new Date(clock.now().getTime() - 90_000),
+      ],
+    );
+    await fetch(`${sandbox.url}/2010-04-01/Accounts/${SANDBOX_ACCOUNT_SID}/Messages.json`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Basic ${Buffer.from(`${SANDBOX_ACCOUNT_SID}:${SANDBOX_AUTH_TOKEN}`).toString('base64')}`,
+        'Content-Type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({
+        To: patient.phone,
+        From: pharmacy.smsFrom,
+        Body: 'Second: ready. Reply STOP to opt out.',
+      }).toString(),
+    });
+    await t.db.query(
+      `UPDATE notifications SET state = 'sending', lease_owner = 'dead-worker', lease_expires_at = $2 WHERE id = $1`,
+      [notificationId, new Date(clock.now().getTime() - 1000)],
+    );
+
+    expect(await reconciler.reconcile()).toBeGreaterThanOrEqual(1);
+    await waitFor('settled as sent', async () => {
+      const [n] = await t.db.query(`SELECT state FROM notifications WHERE id = $1`, [notificationId]);
+      return ['sent', 'delivered'].includes(n.state);
+    });
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(1);
+    const [settled] = await t.db.query(`SELECT status, provider_sid FROM messages WHERE id = $1`, [
+      message.id,
+    ]);
+    expect(settled.provider_sid).toMatch(/^SM/);
+  });
+});

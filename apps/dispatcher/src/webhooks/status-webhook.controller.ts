@@ -1,0 +1,55 @@
+import { Body, Controller, HttpCode, Inject, Injectable, Post, Query, UseGuards } from '@nestjs/common';
+import { ApiExcludeEndpoint, ApiTags } from '@nestjs/swagger';
+import { Public } from '@rxnotify/common/auth/api-key.guard';
+import type { AppConfig } from '@rxnotify/common/config/config';
+import { APP_CONFIG } from '@rxnotify/common/config/config.module';
+import { TwilioSignatureGuard } from '@rxnotify/common/twilio/twilio-signature.guard';
+import { StatusService } from './status.service';
+
+@Injectable()
+export class DispatcherSignatureGuard extends TwilioSignatureGuard {
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    super();
+  }
+  protected authToken(): string {
+    return this.config.twilio.authToken;
+  }
+  protected publicBaseUrl(): string {
+    return this.config.publicUrls.dispatcher;
+  }
+}
+
+/** Twilio's delivery reports. Matched on the attempt id in the callback URL, which may arrive before the create call returns. */
+@ApiTags('webhooks')
+@Controller('webhooks/twilio')
+@UseGuards(DispatcherSignatureGuard)
+export class StatusWebhookController {
+  constructor(private readonly statuses: StatusService) {}
+
+  @Post('status')
+  @Public()
+  @HttpCode(200)
+  @ApiExcludeEndpoint()
+  async messageStatus(
+    @Query('attemptId') attemptId: string | undefined,
+    @Body() body: Record<string, string>,
+  ): Promise<void> {
+    await this.statuses.apply(
+      attemptId,
+      body.MessageStatus ?? body.SmsStatus,
+      body.MessageSid ?? body.SmsSid,
+      body.ErrorCode,
+    );
+  }
+
+  @Post('voice/status')
+  @Public()
+  @HttpCode(200)
+  @ApiExcludeEndpoint()
+  async callStatus(
+    @Query('attemptId') attemptId: string | undefined,
+    @Body() body: Record<string, string>,
+  ): Promise<void> {
+    await this.statuses.apply(attemptId, body.CallStatus, body.CallSid, body.ErrorCode);
+  }
+}
