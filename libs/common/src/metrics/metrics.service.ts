@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { NextFunction, Request, Response } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, register, Registry } from 'prom-client';
+import { routeTemplate } from '../http/route-template';
 import type { NotificationKind } from '../messaging/templates';
 import { CatalogQueues, within } from './catalog-queues';
 
@@ -148,22 +149,4 @@ export class Metrics {
   async exposition(): Promise<string> {
     return `${await register.metrics()}\n${await this.registry.metrics()}`;
   }
-}
-
-/** Nest mounts app-wide middleware on a catch-all path: a request that met only that matched no route. */
-const CATCH_ALL = /^\/?(\{\*\w+\}|\*\w*)$/;
-
-function routeTemplate(req: Request): string {
-  const route: unknown = req.route;
-  if (
-    route &&
-    typeof route === 'object' &&
-    'path' in route &&
-    typeof route.path === 'string' &&
-    !CATCH_ALL.test(route.path)
-  ) {
-    return `${req.baseUrl}${route.path}` || '/';
-  }
-  // A sub-application mounted on a path (the queue dashboard): its mount point, not what follows.
-  return req.baseUrl ? `${req.baseUrl}/*` : 'unmatched';
 }
