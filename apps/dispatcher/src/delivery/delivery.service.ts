@@ -7,6 +7,8 @@ import { Clock } from '@rxnotify/common/clock/clock';
 import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
 import { KeyRing } from '@rxnotify/common/crypto/key-ring';
+import { preparedQuery } from '@rxnotify/common/database/prepared';
+import { WriteBatcher } from '@rxnotify/common/database/write-batcher';
 import { Metrics } from '@rxnotify/common/metrics/metrics.service';
 import {
   renderSms,
@@ -108,6 +110,94 @@ interface Group {
   settings: PharmacySettings;
 }
 
+/** A send about to be attempted: written before the provider call. */
+interface Intent {
+  notificationId: string;
+  notificationIds: string[];
+  pharmacyId: string;
+  patientId: string;
+  channel: Channel;
+  toEnc: string;
+  from: string;
+  bodyEnc: string;
+  at: Date;
+}
+
+/**
+ * Written before the provider call, so a crash in between leaves evidence that a send may have happened.
+ * Consent is checked again here under a share lock on the consent row: an opt-out committed since the
+ * claim wins (no intent, nothing sent), and one arriving now waits for this statement, then finds the
+ * intent and waits for its result before it is acknowledged. No row when consent no longer allows the send.
+ */
+const INTENT_ONE = `WITH allowed AS (
+   SELECT 1 FROM consents WHERE patient_id = $4 AND channel = $5 AND status = 'opted_in' FOR SHARE),
+ message AS (
+   INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc,
+                         status, created_at, updated_at)
+   SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'intent', $9, $9 FROM allowed RETURNING id, notification_id),
+ attempt AS (
+   INSERT INTO message_attempts (message_id, notification_id, event, status)
+   SELECT id, notification_id, 'intent', 'intent' FROM message)
+ SELECT id FROM message`;
+
+/** The same for many sends (one per notification); returns each written intent's position. */
+const INTENT_MANY = `WITH input AS (
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+     WITH ORDINALITY AS i(notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, at, ord)),
+ allowed AS (
+   SELECT i.* FROM input i JOIN consents c ON c.patient_id = i.patient_id AND c.channel = i.channel AND c.status = 'opted_in'
+   FOR SHARE OF c),
+ message AS (
+   INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc,
+                         status, created_at, updated_at)
+   SELECT notification_id, string_to_array(notification_ids, ',')::uuid[], pharmacy_id, patient_id, channel, to_enc,
+          from_number, body_enc, 'intent', at, at
+   FROM allowed ORDER BY ord RETURNING id, notification_id),
+ attempt AS (
+   INSERT INTO message_attempts (message_id, notification_id, event, status)
+   SELECT id, notification_id, 'intent', 'intent' FROM message)
+ SELECT m.id, a.ord::int AS ord FROM message m JOIN allowed a ON a.notification_id = m.notification_id`;
+
+/** The provider took a message: its sid and first status. */
+interface Accepted {
+  messageId: string;
+  sid: string | null;
+  status: string;
+  channel: Channel;
+}
+
+// A status callback may have landed first (it carries the attempt id): keep whichever status is further along.
+const ACCEPTED_ONE = `WITH message AS (
+   UPDATE messages SET provider_sid = coalesce(provider_sid, $2), updated_at = now(),
+          status = CASE WHEN status = 'intent' THEN $3 ELSE status END
+   WHERE id = $1 RETURNING id, notification_id, notification_ids),
+ attempt AS (
+   INSERT INTO message_attempts (message_id, notification_id, event, status, provider_sid)
+   SELECT id, notification_id, 'result', $3, $2 FROM message),
+ notification AS (
+   UPDATE notifications SET state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END, channel = $4,
+          reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+   WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) RETURNING id)
+ SELECT id FROM message`;
+
+/** The same for many messages (each once). */
+const ACCEPTED_MANY = `WITH input AS (
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS i(message_id, sid, status, channel, ord)),
+ message AS (
+   UPDATE messages m SET provider_sid = coalesce(m.provider_sid, i.sid), updated_at = now(),
+          status = CASE WHEN m.status = 'intent' THEN i.status ELSE m.status END
+   FROM input i WHERE m.id = i.message_id
+   RETURNING m.id, m.notification_id, m.notification_ids, i.sid, i.status, i.channel, i.ord),
+ attempt AS (
+   INSERT INTO message_attempts (message_id, notification_id, event, status, provider_sid)
+   SELECT id, notification_id, 'result', status, sid FROM message ORDER BY ord),
+ notification AS (
+   UPDATE notifications n SET state = CASE WHEN n.state = 'sending' THEN 'sent' ELSE n.state END, channel = x.channel,
+          reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+   FROM (SELECT unnest(notification_ids) AS nid, channel FROM message) x
+   WHERE n.id = x.nid RETURNING n.id)
+ SELECT id FROM message`;
+
 /** A failure worth retrying with backoff (5xx, network): BullMQ tries again. */
 export class RetryableDeliveryError extends Error {}
 
@@ -120,6 +210,20 @@ export class RetryableDeliveryError extends Error {}
 export class DeliveryService {
   private readonly logger = new Logger(DeliveryService.name);
   private readonly workerId = `dispatcher-${process.pid}-${randomUUID().slice(0, 8)}`;
+  /** Concurrent sends' intents are written in one statement and one commit. */
+  private readonly intents = new WriteBatcher<Intent, string | null>({
+    maxBatchSize: 64,
+    key: (i) => i.notificationId,
+    many: (intents) => this.recordIntentMany(intents),
+    one: (i) => this.recordIntentOne(this.db.manager, i),
+  });
+  /** The answers to concurrent provider calls are recorded in one statement and one commit. */
+  private readonly accepted = new WriteBatcher<Accepted, void>({
+    maxBatchSize: 64,
+    key: (a) => a.messageId,
+    many: (accepted) => this.recordAcceptedMany(accepted),
+    one: (a) => this.recordAcceptedOne(a),
+  });
 
   constructor(
     @InjectDataSource() private readonly db: DataSource,
@@ -256,7 +360,9 @@ export class DeliveryService {
    */
   private async claim(notificationId: string): Promise<ClaimedRow[]> {
     const now = this.clock.now();
-    return this.db.query<ClaimedRow[]>(
+    return preparedQuery<ClaimedRow>(
+      this.db,
+      'dispatcher.claim',
       `WITH target AS (
          SELECT patient_id, kind, step FROM notifications
          WHERE id = $1 AND (state IN ('pending', 'scheduled') OR (state = 'sending' AND lease_expires_at < $3))),
@@ -453,7 +559,7 @@ export class DeliveryService {
    * claim wins (no intent, nothing sent), and one arriving now waits for this statement, then finds the
    * intent and waits for its result before it is acknowledged. Null when consent no longer allows the send.
    */
-  private async recordIntent(
+  private recordIntent(
     tx: EntityManager,
     group: Group,
     channel: Channel,
@@ -461,54 +567,82 @@ export class DeliveryService {
     from: string,
     content: string,
   ): Promise<string | null> {
-    const [row] = await tx.query<{ id: string }[]>(
-      `WITH allowed AS (
-         SELECT 1 FROM consents WHERE patient_id = $4 AND channel = $5 AND status = 'opted_in' FOR SHARE),
-       message AS (
-         INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc,
-                               status, created_at, updated_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'intent', $9, $9 FROM allowed RETURNING id, notification_id),
-       attempt AS (
-         INSERT INTO message_attempts (message_id, notification_id, event, status)
-         SELECT id, notification_id, 'intent', 'intent' FROM message)
-       SELECT id FROM message`,
-      [
-        group.head.id,
-        group.ids,
-        group.head.pharmacy_id,
-        group.head.patient_id,
-        channel,
-        this.keys.encrypt(to),
-        from,
-        this.keys.encrypt(content),
-        this.clock.now(),
-      ],
-    );
+    const intent: Intent = {
+      notificationId: group.head.id,
+      notificationIds: group.ids,
+      pharmacyId: group.head.pharmacy_id,
+      patientId: group.head.patient_id,
+      channel,
+      toEnc: this.keys.encrypt(to),
+      from,
+      bodyEnc: this.keys.encrypt(content),
+      at: this.clock.now(),
+    };
+    // Outside a transaction (ready notices) batched with concurrent ones; inside one (reminders) on its connection.
+    return tx === this.db.manager ? this.intents.write(intent) : this.recordIntentOne(tx, intent);
+  }
+
+  private async recordIntentOne(tx: EntityManager, i: Intent): Promise<string | null> {
+    const values = [
+      i.notificationId,
+      i.notificationIds,
+      i.pharmacyId,
+      i.patientId,
+      i.channel,
+      i.toEnc,
+      i.from,
+      i.bodyEnc,
+      i.at,
+    ];
+    const [row] =
+      tx === this.db.manager
+        ? await preparedQuery<{ id: string }>(this.db, 'dispatcher.intent', INTENT_ONE, values)
+        : await tx.query<{ id: string }[]>(INTENT_ONE, values);
     return row?.id ?? null;
   }
 
-  private async recordAccepted(
-    messageId: string,
-    sid: string | null,
-    status: string,
-    channel: Channel,
-  ): Promise<void> {
-    // A status callback may have landed first (it carries the attempt id): keep whichever status is further along.
-    await this.db.query(
-      `WITH message AS (
-         UPDATE messages SET provider_sid = coalesce(provider_sid, $2), updated_at = now(),
-                status = CASE WHEN status = 'intent' THEN $3 ELSE status END
-         WHERE id = $1 RETURNING id, notification_id, notification_ids),
-       attempt AS (
-         INSERT INTO message_attempts (message_id, notification_id, event, status, provider_sid)
-         SELECT id, notification_id, 'result', $3, $2 FROM message),
-       notification AS (
-         UPDATE notifications SET state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END, channel = $4,
-                reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-         WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) RETURNING id)
-       SELECT id FROM message`,
-      [messageId, sid, providerStatus(status), channel],
+  private async recordIntentMany(intents: Intent[]): Promise<(string | null)[]> {
+    const rows = await preparedQuery<{ id: string; ord: number }>(
+      this.db,
+      'dispatcher.intent-many',
+      INTENT_MANY,
+      [
+        intents.map((i) => i.notificationId),
+        intents.map((i) => i.notificationIds.join(',')),
+        intents.map((i) => i.pharmacyId),
+        intents.map((i) => i.patientId),
+        intents.map((i) => i.channel),
+        intents.map((i) => i.toEnc),
+        intents.map((i) => i.from),
+        intents.map((i) => i.bodyEnc),
+        intents.map((i) => i.at),
+      ],
     );
+    const byOrd = new Map(rows.map((row) => [row.ord, row.id]));
+    return intents.map((_, index) => byOrd.get(index + 1) ?? null);
+  }
+
+  private recordAccepted(messageId: string, sid: string | null, status: string, channel: Channel) {
+    return this.accepted.write({ messageId, sid, status: providerStatus(status), channel });
+  }
+
+  private async recordAcceptedOne(a: Accepted): Promise<void> {
+    await preparedQuery(this.db, 'dispatcher.accepted', ACCEPTED_ONE, [
+      a.messageId,
+      a.sid,
+      a.status,
+      a.channel,
+    ]);
+  }
+
+  private async recordAcceptedMany(accepted: Accepted[]): Promise<void[]> {
+    await preparedQuery(this.db, 'dispatcher.accepted-many', ACCEPTED_MANY, [
+      accepted.map((a) => a.messageId),
+      accepted.map((a) => a.sid),
+      accepted.map((a) => a.status),
+      accepted.map((a) => a.channel),
+    ]);
+    return accepted.map(() => undefined);
   }
 
   private async recordAttempt(

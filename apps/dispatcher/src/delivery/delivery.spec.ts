@@ -7,6 +7,7 @@ import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
 import type { PharmacyFixture } from '../../../../test/helpers/given';
 import { waitFor } from '../../../../test/helpers/wait';
 import { startDispatcherWithSandbox, type DispatcherUnderTest } from '../../../../test/helpers/dispatcher';
+import { StatusService } from '../webhooks/status.service';
 
 describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over HTTP)', () => {
   let t: DispatcherUnderTest;
@@ -210,6 +211,59 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
       .expect(200);
     const [after] = await t.db.query(`SELECT status FROM messages WHERE id = $1`, [message.id]);
     expect(after.status).toBe('delivered');
+  });
+
+  it('applies a burst of callbacks that arrive together in their order, each logged once', async () => {
+    const patients = await Promise.all(
+      [0, 1].map(() => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),
+    );
+    const messageIds: string[] = [];
+    for (const patient of patients) {
+      const { notificationId } = await t.given.notice(patient);
+      await t.db.query(`UPDATE notifications SET state = 'sent' WHERE id = $1`, [notificationId]);
+      const [row] = await t.db.query<{ id: string }[]>(
+        `INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, status)
+         VALUES ($1, ARRAY[$1::uuid], $2, $3, 'sms', $4, $5, $6, 'intent') RETURNING id`,
+        [
+          notificationId,
+          pharmacy.id,
+          patient.id,
+          t.keys.encrypt(patient.phone),
+          pharmacy.smsFrom,
+          t.keys.encrypt('x'),
+        ],
+      );
+      messageIds.push(row.id);
+    }
+    const sid = (n: number) => `SM${String(n).padStart(32, '0')}`;
+    const statuses = t.app.get(StatusService);
+    // All in one tick, so they share statements: the first message's three statuses need three in a row.
+    const applied = await Promise.all([
+      statuses.apply(messageIds[0], 'sent', sid(1), undefined),
+      statuses.apply(messageIds[1], 'undelivered', sid(2), '30003'),
+      statuses.apply(messageIds[0], 'delivered', sid(1), undefined),
+      statuses.apply(messageIds[0], 'sent', sid(1), undefined),
+    ]);
+    expect(applied).toEqual([true, true, true, false]);
+    const attempts = await t.db.query<{ message_id: string; status: string }[]>(
+      `SELECT message_id, status FROM message_attempts WHERE message_id = ANY($1::uuid[]) ORDER BY seq`,
+      [messageIds],
+    );
+    expect(attempts.filter((a) => a.message_id === messageIds[0]).map((a) => a.status)).toEqual([
+      'sent',
+      'delivered',
+    ]);
+    expect(attempts.filter((a) => a.message_id === messageIds[1]).map((a) => a.status)).toEqual([
+      'undelivered',
+    ]);
+    const states = await t.db.query<{ state: string; reason: string | null }[]>(
+      `SELECT n.state, n.reason FROM notifications n JOIN messages m ON m.notification_id = n.id
+       WHERE m.id = ANY($1::uuid[]) ORDER BY array_position($1::uuid[], m.id)`,
+      [messageIds],
+    );
+    expect(states[0].state).toBe('delivered');
+    expect(states[1].state).toBe('failed');
+    expect(states[1].reason).toContain('30003');
   });
 
   it("answers only within the key's pharmacy and role", async () => {
