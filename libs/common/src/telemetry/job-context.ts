@@ -8,6 +8,7 @@ import {
   type Attributes,
   type Span,
 } from '@opentelemetry/api';
+import { suppressTracing } from '@opentelemetry/core';
 import { DelayedError, RateLimitError, WaitingChildrenError, WaitingError } from 'bullmq';
 import { JobName, type TraceCarrier } from '../queue/queue.catalog';
 
@@ -49,7 +50,12 @@ export async function withProducerSpan<T>(
   if (messageIds.length === 1) attributes['messaging.message.id'] = messageIds[0];
   return tracer.startActiveSpan(`publish ${queue}`, { kind: SpanKind.PRODUCER, attributes }, async (span) => {
     try {
-      return await publish(currentTraceCarrier());
+      const carrier = currentTraceCarrier();
+      // A bulk enqueue (a scan's thousand jobs a batch) is this one span: a span per Redis command of its
+      // pipeline would cost more CPU and memory than the enqueue itself, and tell an operator nothing.
+      if (messageIds.length > 1)
+        return await context.with(suppressTracing(context.active()), () => publish(carrier));
+      return await publish(carrier);
     } catch (error) {
       fail(span, error);
       throw error;
