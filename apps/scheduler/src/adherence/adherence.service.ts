@@ -9,6 +9,9 @@ import type { AdherenceView } from './adherence.dto';
 import { localDate } from './local-date';
 import { computePdc, fromDayNumber, PDC_WINDOW_DAYS, toDayNumber, type PdcFill } from './pdc';
 
+/** Patients whose fills one PDC query loads. */
+const PDC_BATCH = 1000;
+
 @Injectable()
 export class AdherenceService {
   constructor(
@@ -58,11 +61,19 @@ export class AdherenceService {
   }
 
   /**
-   * The lowest PDC among each patient's maintenance therapies (1 when none), in one query for all of them:
-   * how the scan puts adherence outreach to patients at risk first.
+   * The lowest PDC among each patient's maintenance therapies (1 when none): how the scan puts adherence
+   * outreach to patients at risk first. One query per 1,000 patients, so a scan's memory does not grow with
+   * the number of patients it reaches.
    */
   async lowestPdc(patientIds: string[]): Promise<Map<string, number>> {
-    if (patientIds.length === 0) return new Map();
+    const lowest = new Map<string, number>();
+    for (let i = 0; i < patientIds.length; i += PDC_BATCH) {
+      for (const [id, pdc] of await this.lowestPdcOf(patientIds.slice(i, i + PDC_BATCH))) lowest.set(id, pdc);
+    }
+    return lowest;
+  }
+
+  private async lowestPdcOf(patientIds: string[]): Promise<Map<string, number>> {
     const rows = await this.db.query<(PdcFill & { patientId: string; today: string })[]>(
       `SELECT f.patient_id AS "patientId", coalesce(f.therapeutic_class, f.drug_name) AS therapy, f.drug_name AS drug,
               f.days_supply AS "daysSupply",

@@ -168,7 +168,11 @@ export class FillsService {
       const notices = await this.createReadyNotices(tx, [fillId], now);
       const notificationId =
         notices[0]?.notificationId ??
-        (await tx.query<{ id: string }[]>(`SELECT id FROM notifications WHERE dedup_key = $1`, [`ready:${fillId}`]))[0].id;
+        (
+          await tx.query<{ id: string }[]>(`SELECT id FROM notifications WHERE dedup_key = $1`, [
+            `ready:${fillId}`,
+          ])
+        )[0].id;
       // Last: the access log's chain head is locked from this insert until commit, so hold it as briefly as possible.
       await this.accessLog.record(
         principal,

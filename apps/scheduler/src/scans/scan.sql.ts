@@ -18,6 +18,17 @@ const LOCAL_DATES = `
            (coalesce(f.picked_up_at, f.filled_at) AT TIME ZONE zone.tz)::date + f.days_supply AS run_out
   ) d`;
 
+/**
+ * A fill's run-out date in UTC, as `fills_run_out_idx` has it. Local dates differ from UTC ones by a day at most,
+ * so `RUN_OUT_NEAR(from, to)` (days around today) with two days of slack keeps every fill the scan's exact test,
+ * in local dates, could accept, and lets the index skip the history that ran out long ago. The settings that
+ * widen the window (grace days, lead days) are the largest any pharmacy has.
+ */
+const RUN_OUT_UTC = `((coalesce(f.picked_up_at, f.filled_at) AT TIME ZONE 'UTC')::date + f.days_supply)`;
+const TODAY_UTC = `($1::timestamptz AT TIME ZONE 'UTC')::date`;
+const MAX_GRACE = `(SELECT max(coalesce((settings->>'adherenceGraceDays')::int, $3::int)) FROM pharmacies)`;
+const MAX_LEAD = `(SELECT max(greatest(coalesce((settings->>'refillLeadDays')::int, 0), 7)) FROM pharmacies)`;
+
 /** A later fill of the same prescription, or of the same therapy, that is not void: the patient refilled. */
 const NOT_REFILLED = `
   NOT EXISTS (
@@ -48,6 +59,7 @@ export const REFILL_SCAN = `
   JOIN patients p ON p.id = f.patient_id
   ${LOCAL_DATES}
   WHERE f.status = 'picked_up' AND ($2::uuid IS NULL OR f.pharmacy_id = $2)
+    AND ${RUN_OUT_UTC} BETWEEN ${TODAY_UTC} - 2 - ${MAX_GRACE} AND ${TODAY_UTC} + 2 + ${MAX_LEAD}
     AND d.today >= greatest(d.run_out - coalesce((ph.settings->>'refillLeadDays')::int, CASE WHEN f.days_supply <= 34 THEN 5 ELSE 7 END),
                             d.service_date + 1)
     AND d.today <= d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int)
@@ -67,6 +79,7 @@ export const ADHERENCE_SCAN = `
   JOIN patients p ON p.id = f.patient_id
   ${LOCAL_DATES}
   WHERE f.status = 'picked_up' AND f.maintenance AND ($2::uuid IS NULL OR f.pharmacy_id = $2)
+    AND ${RUN_OUT_UTC} BETWEEN ${TODAY_UTC} - 2 - ${MAX_GRACE} - $4::int AND ${TODAY_UTC} + 2
     AND d.today > d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int)
     AND d.today <= d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int) + $4::int
     AND ${NOT_REFILLED}

@@ -11,7 +11,7 @@ import { ADHERENCE_SCAN, REFILL_SCAN, UNCLAIMED_SCAN } from './scan.sql';
 const ADHERENCE_LOOKBACK_DAYS = 30;
 /** One id shared by every scheduler replica: only one scan runs at a time. */
 const SCAN_LOCK = 7270062;
-const ENQUEUE_BATCH = 1000;
+const ENQUEUE_BATCH = 250;
 
 export interface ScanCounts {
   refill_due: number;
@@ -39,48 +39,68 @@ export class ScansService {
   }
 
   /**
-   * Computes every due event in one transaction (all or nothing), then enqueues the new notifications.
+   * Computes the due events one kind at a time, each kind one set-based statement that commits on its own, and
+   * enqueues each kind's new notifications while the next statement runs (Postgres and Redis work at once).
+   * A session advisory lock keeps scans from running two at once across replicas. A statement that fails
+   * leaves the kinds before it done; running the scan again finishes the job without duplicates (dedup keys).
    * If enqueueing fails, the rows stay pending and the dispatcher's reconciler enqueues them.
    */
   async scan(pharmacyId: string | null = null): Promise<ScanCounts> {
     const now = this.clock.now();
     const defaults = DEFAULT_PHARMACY_SETTINGS;
-    const created = await this.db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [SCAN_LOCK]);
-      const refills = await tx.query<{ id: string; kind: string }[]>(REFILL_SCAN, [
-        now,
-        pharmacyId,
-        defaults.adherenceGraceDays,
-      ]);
-      const unclaimed = await tx.query<{ id: string; kind: string }[]>(UNCLAIMED_SCAN, [
-        now,
-        pharmacyId,
-        defaults.pickupReminderDays,
-        defaults.returnToStockDay,
-      ]);
-      const gaps = await tx.query<{ id: string; kind: string; patient_id: string }[]>(ADHERENCE_SCAN, [
-        now,
-        pharmacyId,
-        defaults.adherenceGraceDays,
-        ADHERENCE_LOOKBACK_DAYS,
-      ]);
-      return [...refills, ...unclaimed, ...(await this.atRiskFirst(gaps))];
-    });
+    const counts: ScanCounts = { refill_due: 0, renewal_needed: 0, unclaimed_pickup: 0, adherence_gap: 0 };
+    let enqueued = Promise.resolve(true);
+    const publish = (rows: { id: string; kind: string }[]) => {
+      for (const row of rows) counts[row.kind as keyof ScanCounts] += 1;
+      // In order, one batch at a time; after a failure the rest is left to the reconciler.
+      enqueued = enqueued.then((ok) => ok && this.enqueue(rows, now));
+    };
 
-    for (let i = 0; i < created.length; i += ENQUEUE_BATCH) {
-      const batch = created.slice(i, i + ENQUEUE_BATCH).map((row) => ({ notificationId: row.id }));
+    const session = this.db.createQueryRunner();
+    await session.connect();
+    try {
+      await session.query('SELECT pg_advisory_lock($1)', [SCAN_LOCK]);
+      try {
+        publish(await session.query(REFILL_SCAN, [now, pharmacyId, defaults.adherenceGraceDays]));
+        publish(
+          await session.query(UNCLAIMED_SCAN, [
+            now,
+            pharmacyId,
+            defaults.pickupReminderDays,
+            defaults.returnToStockDay,
+          ]),
+        );
+        const gaps: { id: string; kind: string; patient_id: string }[] = await session.query(ADHERENCE_SCAN, [
+          now,
+          pharmacyId,
+          defaults.adherenceGraceDays,
+          ADHERENCE_LOOKBACK_DAYS,
+        ]);
+        publish(await this.atRiskFirst(gaps));
+      } finally {
+        await enqueued;
+        await session.query('SELECT pg_advisory_unlock($1)', [SCAN_LOCK]);
+      }
+    } finally {
+      await session.release();
+    }
+    this.logger.log(`scan created ${JSON.stringify(counts)}`);
+    return counts;
+  }
+
+  /** Enqueues in batches; false (and a warning) when Redis refused, leaving the rest to the reconciler. */
+  private async enqueue(rows: { id: string }[], now: Date): Promise<boolean> {
+    for (let i = 0; i < rows.length; i += ENQUEUE_BATCH) {
+      const batch = rows.slice(i, i + ENQUEUE_BATCH).map((row) => ({ notificationId: row.id }));
       try {
         await this.queue.enqueue(batch, now);
       } catch (error) {
         this.logger.warn(
           `enqueue deferred to the reconciler: ${error instanceof Error ? error.message : 'unknown error'}`,
         );
-        break;
+        return false;
       }
     }
-    const counts: ScanCounts = { refill_due: 0, renewal_needed: 0, unclaimed_pickup: 0, adherence_gap: 0 };
-    for (const row of created) counts[row.kind as keyof ScanCounts] += 1;
-    this.logger.log(`scan created ${JSON.stringify(counts)}`);
-    return counts;
+    return true;
   }
 }
