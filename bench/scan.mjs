@@ -91,7 +91,7 @@ export async function scan({ full }) {
       const d = DEFAULT_PHARMACY_SETTINGS;
       await client.query('BEGIN');
       for (const [name, text, params] of [
-        ['refill', sql.REFILL_SCAN, [now, null, d.adherenceGraceDays]],
+        ['refill', sql.REFILL_SCAN, [now, null, d.adherenceGraceDays, 1, 0]],
         ['unclaimed', sql.UNCLAIMED_SCAN, [now, null, d.pickupReminderDays, d.returnToStockDay]],
         ['adherence', sql.ADHERENCE_SCAN, [now, null, d.adherenceGraceDays, 30]],
       ]) {

@@ -45,7 +45,8 @@ const NOT_REFILLED = `
 /**
  * refill_due / renewal_needed: a fill the patient has, from `leadDays` before run-out until `graceDays`
  * after it; renewal_needed when no refills remain. Never on the day of the fill itself (a supply shorter than
- * the lead time). $3 default grace days.
+ * the lead time). $3 default grace days. $4 and $5 split the patients into $4 parts and take part $5 (0-based),
+ * so the scan can enqueue one part's reminders while Postgres works on the next; (1, 0) takes everyone.
  */
 export const REFILL_SCAN = `
   INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
@@ -60,6 +61,7 @@ export const REFILL_SCAN = `
   ${LOCAL_DATES}
   WHERE f.status = 'picked_up' AND ($2::uuid IS NULL OR f.pharmacy_id = $2)
     AND ${RUN_OUT_UTC} BETWEEN ${TODAY_UTC} - 2 - ${MAX_GRACE} AND ${TODAY_UTC} + 2 + ${MAX_LEAD}
+    AND (hashtext(f.patient_id::text) & 2147483647) % $4::int = $5::int
     AND d.today >= greatest(d.run_out - coalesce((ph.settings->>'refillLeadDays')::int, CASE WHEN f.days_supply <= 34 THEN 5 ELSE 7 END),
                             d.service_date + 1)
     AND d.today <= d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int)

@@ -12,6 +12,8 @@ const ADHERENCE_LOOKBACK_DAYS = 30;
 /** One id shared by every scheduler replica: only one scan runs at a time. */
 const SCAN_LOCK = 7270062;
 const ENQUEUE_BATCH = 250;
+/** Patient partitions of the refill statement (see REFILL_SCAN). */
+const REFILL_PARTS = 4;
 
 export interface ScanCounts {
   refill_due: number;
@@ -61,7 +63,17 @@ export class ScansService {
     try {
       await session.query('SELECT pg_advisory_lock($1)', [SCAN_LOCK]);
       try {
-        publish(await session.query(REFILL_SCAN, [now, pharmacyId, defaults.adherenceGraceDays]));
+        // The largest kind, in parts: the first part's reminders are on their way while the others are computed.
+        for (let part = 0; part < REFILL_PARTS; part++)
+          publish(
+            await session.query(REFILL_SCAN, [
+              now,
+              pharmacyId,
+              defaults.adherenceGraceDays,
+              REFILL_PARTS,
+              part,
+            ]),
+          );
         publish(
           await session.query(UNCLAIMED_SCAN, [
             now,
