@@ -6,6 +6,7 @@
  * patient replies (SMS and keypad input) to the consent-api as signed webhooks. State lives in memory only.
  */
 import { randomBytes, randomUUID, createHash, timingSafeEqual } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -155,8 +156,14 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   let calls: CallRecord[] = [];
   const faults = new Map<string, ActiveFault>();
   let chaos: ActiveChaos | null = null;
-  // Aborted on reset() and close(): cancels every pending callback and relay.
-  let lifecycle = new AbortController();
+  // Aborted on reset() and close(): cancels every pending callback and relay. Every pending callback listens
+  // to it, thousands under load: not a leak, so no listener-count warning.
+  const lifecycleController = () => {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
+  };
+  let lifecycle = lifecycleController();
 
   // ---------------------------------------------------------------- faults
 
@@ -212,7 +219,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
 
   function reset(): void {
     lifecycle.abort();
-    lifecycle = new AbortController();
+    lifecycle = lifecycleController();
     messages = [];
     calls = [];
     faults.clear();
