@@ -18,15 +18,22 @@ export type ImportOutcome = FillOutcome & { line: number };
 type ParsedItem = string[] | { malformed: CsvError };
 type Pending = { line: number; input: Record<string, unknown> } | { line: number; rejected: FillOutcome };
 
+/** Chunks handed to the writer and not yet written, at most: the reader runs this far ahead. */
+const CHUNKS_AHEAD = 2;
+
+type Failed = { failure: unknown } | null;
+
 /**
- * Applies chunks in file order, each in its own transaction through FillsService.upsert. While one chunk is being
- * written the next is read and parsed, so parsing and the database work overlap; a chunk waits for the one before
- * it, so at most two are held in memory and backpressure reaches the request from there.
+ * Applies chunks in file order, each in its own transaction through FillsService.upsert. The reader may hand
+ * over up to CHUNKS_AHEAD chunks before the first of them is written, so reading and parsing go on while
+ * Postgres works; then it waits, so backpressure reaches the request from there. After a chunk fails, the
+ * chunks behind it are not applied, and the failure is rethrown to the reader.
  */
 class ChunkWriter {
   readonly results: ImportOutcome[] = [];
   private readonly loggedPatients = new Set<string>();
-  private writing: Promise<{ failure: unknown } | null> = Promise.resolve(null);
+  private tail: Promise<Failed> = Promise.resolve(null);
+  private readonly ahead: Promise<Failed>[] = [];
 
   constructor(
     private readonly fills: FillsService,
@@ -34,26 +41,35 @@ class ChunkWriter {
     private readonly route: string,
   ) {}
 
-  /** Waits for the chunk being written, then starts on this one. */
+  /** Queues this chunk behind the others, waiting first when CHUNKS_AHEAD are already queued. */
   async write(chunk: Pending[]): Promise<void> {
-    await this.flush();
-    // Settled into a value at once: a failure is rethrown by the next flush, never left unhandled meanwhile.
-    this.writing = this.apply(chunk).then(
-      () => null,
-      (failure: unknown) => ({ failure }),
+    if (this.ahead.length >= CHUNKS_AHEAD) {
+      const outcome = await this.ahead.shift();
+      if (outcome) throw outcome.failure;
+    }
+    // Settled into a value at once: a failure is rethrown by write or flush, never left unhandled meanwhile.
+    const stage = this.tail.then(
+      (prior): Promise<Failed> | Failed =>
+        prior ??
+        this.apply(chunk).then(
+          () => null,
+          (failure: unknown) => ({ failure }),
+        ),
     );
+    this.tail = stage;
+    this.ahead.push(stage);
   }
 
-  /** Waits for the chunk being written, rethrowing its failure. */
+  /** Waits for every queued chunk, rethrowing the first failure. */
   async flush(): Promise<void> {
-    const outcome = await this.writing;
-    this.writing = Promise.resolve(null);
+    const outcome = await this.tail;
+    this.ahead.length = 0;
     if (outcome) throw outcome.failure;
   }
 
-  /** Waits for the chunk being written to commit or fail, so that no answer goes out while it is undecided. */
+  /** Waits for the queued chunks to commit or fail, so that no answer goes out while one is undecided. */
   async settle(): Promise<void> {
-    await this.writing;
+    await this.tail;
   }
 
   private async apply(chunk: Pending[]): Promise<void> {
