@@ -487,7 +487,7 @@ async function describe(
   const attempts = await sql<Record<string, unknown>>(
     s,
     `SELECT message_id, notification_id, event, status, provider_sid, error_code, at FROM message_attempts
-     WHERE notification_id = ANY($1::uuid[]) ORDER BY seq`,
+     WHERE notification_id = ANY($1::uuid[]) ORDER BY id`,
     [unique],
   );
   const jobs = new Map(

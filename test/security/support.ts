@@ -76,12 +76,15 @@ const TABLES = [
   'audit_chain_heads',
 ] as const;
 
-/** Row count and a digest of the content of every main table: equal fingerprints mean nothing was written. */
+/**
+ * Row count and a digest of the content of every main table: equal fingerprints mean nothing was written.
+ * Audit rows are compared without their chain columns, which the apps' sealer fills in after the fact.
+ */
 export async function fingerprint(db: DataSource): Promise<Record<string, string>> {
   const [row] = await db.query<Record<string, string>[]>(
     `SELECT ${TABLES.map(
       (t) =>
-        `(SELECT count(*) || ':' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM ${t} x) AS ${t}`,
+        `(SELECT count(*) || ':' || md5(coalesce(string_agg(r, '|' ORDER BY r), '')) FROM (SELECT (to_jsonb(x) - ARRAY['seq', 'prev_hash', 'hash'])::text AS r FROM ${t} x) y) AS ${t}`,
     ).join(', ')}`,
   );
   return row;

@@ -7,6 +7,7 @@ import { ThrottlerModule } from '@nestjs/throttler';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { LoggerModule } from 'nestjs-pino';
 import { AccessLogService } from './audit/access-log.service';
+import { AuditSealer } from './audit/audit-sealer';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { Clock, SystemClock } from './clock/clock';
 import type { AppConfig } from './config/config';
@@ -69,6 +70,7 @@ export class CoreModule {
         Workers,
         RedisCloser,
         AccessLogService,
+        AuditSealer,
       ],
       exports: [REDIS, KeyRing, Clock, AccessLogService, TypeOrmModule, BullModule, Metrics, CatalogQueues],
     };

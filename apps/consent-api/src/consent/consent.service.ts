@@ -95,7 +95,7 @@ export class ConsentService {
       >(
         `SELECT e.channel, e.status, e.source, e.at, v.evidence_enc
          FROM consent_events e LEFT JOIN consent_evidence v ON v.consent_event_id = e.id
-         WHERE e.patient_id = $1 ORDER BY e.seq`,
+         WHERE e.patient_id = $1 ORDER BY e.id`,
         [patient.id],
       );
       await this.accessLog.record(

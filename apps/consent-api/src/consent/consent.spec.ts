@@ -99,7 +99,7 @@ describe('consent (consent-api, real Postgres)', () => {
     ]);
     expect(events).toEqual([{ actor: `key:${key.id}`, pharmacy_id: pharmacy.id }]);
 
-    const log = await t.db.query(`SELECT action, route FROM access_log WHERE patient_id = $1 ORDER BY seq`, [
+    const log = await t.db.query(`SELECT action, route FROM access_log WHERE patient_id = $1 ORDER BY id`, [
       patient.id,
     ]);
     expect(log).toEqual([

@@ -25,7 +25,7 @@ describe('patients (consent-api, real Postgres)', () => {
   });
   const accessLog = (patientId: string) =>
     t.db.query<{ action: string; key_id: string; role: string; pharmacy_id: string; route: string }[]>(
-      `SELECT action, key_id, role, pharmacy_id, route FROM access_log WHERE patient_id = $1 ORDER BY seq`,
+      `SELECT action, key_id, role, pharmacy_id, route FROM access_log WHERE patient_id = $1 ORDER BY id`,
       [patientId],
     );
 

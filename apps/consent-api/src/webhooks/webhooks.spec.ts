@@ -72,7 +72,7 @@ describe('Twilio webhooks (consent-api, real Postgres, signed requests)', () => 
     )[0]?.status;
   const events = (patientId: string) =>
     t.db.query<{ channel: string; status: string; source: string; actor: string }[]>(
-      `SELECT channel, status, source, actor FROM consent_events WHERE patient_id = $1 AND actor <> 'test' ORDER BY seq`,
+      `SELECT channel, status, source, actor FROM consent_events WHERE patient_id = $1 AND actor <> 'test' ORDER BY id`,
       [patientId],
     );
   const messages = (xml: string) => [...xml.matchAll(/<Message>([^<]*)<\/Message>/g)].map((m) => m[1]);
@@ -219,7 +219,7 @@ describe('Twilio webhooks (consent-api, real Postgres, signed requests)', () => 
       );
       expect(answers.map((a) => a.status)).toEqual(Array(12).fill(200));
       const [last] = await t.db.query(
-        `SELECT status, source FROM consent_events WHERE patient_id = $1 AND channel = 'sms' ORDER BY seq DESC LIMIT 1`,
+        `SELECT status, source FROM consent_events WHERE patient_id = $1 AND channel = 'sms' ORDER BY id DESC LIMIT 1`,
         [patient.id],
       );
       const [current] = await t.db.query(

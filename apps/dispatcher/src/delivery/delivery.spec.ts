@@ -72,7 +72,7 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     ]);
 
     const attempts = await t.db.query(
-      `SELECT a.event, a.status FROM message_attempts a JOIN messages m ON m.id = a.message_id WHERE m.notification_id = $1 ORDER BY a.seq`,
+      `SELECT a.event, a.status FROM message_attempts a JOIN messages m ON m.id = a.message_id WHERE m.notification_id = $1 ORDER BY a.id`,
       [notificationId],
     );
     expect(attempts.map((a: { event: string; status: string }) => `${a.event}:${a.status}`)).toEqual(
@@ -246,7 +246,7 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     ]);
     expect(applied).toEqual([true, true, true, false]);
     const attempts = await t.db.query<{ message_id: string; status: string }[]>(
-      `SELECT message_id, status FROM message_attempts WHERE message_id = ANY($1::uuid[]) ORDER BY seq`,
+      `SELECT message_id, status FROM message_attempts WHERE message_id = ANY($1::uuid[]) ORDER BY id`,
       [messageIds],
     );
     expect(attempts.filter((a) => a.message_id === messageIds[0]).map((a) => a.status)).toEqual([

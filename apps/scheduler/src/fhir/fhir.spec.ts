@@ -336,7 +336,7 @@ describe('POST /fhir/r4 (scheduler, real Postgres and Redis)', () => {
       ]);
       expect(notices).toEqual([{ kind: 'ready' }]);
       const access = await t.db.query(
-        `SELECT action, route FROM access_log WHERE patient_id = $1 ORDER BY seq`,
+        `SELECT action, route FROM access_log WHERE patient_id = $1 ORDER BY id`,
         [row.id],
       );
       expect(access).toEqual([

@@ -64,7 +64,7 @@ export class AccessLogService {
       `SELECT key_id, role, pharmacy_id, patient_id, action, route, at FROM access_log
        WHERE ($1::uuid IS NULL OR patient_id = $1) AND ($2::timestamptz IS NULL OR at >= $2)
          AND ($3::timestamptz IS NULL OR at <= $3) AND ($4::uuid IS NULL OR pharmacy_id = $4)
-       ORDER BY seq LIMIT 10000`,
+       ORDER BY id LIMIT 10000`,
       [filter.patientId ?? null, filter.from ?? null, filter.to ?? null, scope],
     );
     return rows.map((r) => ({

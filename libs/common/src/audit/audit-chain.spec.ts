@@ -3,7 +3,9 @@ import { createTestDatabase, type TestDatabase } from '../../../../test/helpers/
 import { given } from '../../../../test/helpers/given';
 import { KeyRing } from '../crypto/key-ring';
 import { dataSourceOptions } from '../database/data-source';
-import { verifyChain } from './audit-chain';
+import { sealChain, verifyChain } from './audit-chain';
+import { AuditSealer } from './audit-sealer';
+import { waitFor } from '../../../../test/helpers/wait';
 
 describe('audit hash chains (real Postgres)', () => {
   let database: TestDatabase;
@@ -68,10 +70,53 @@ describe('audit hash chains (real Postgres)', () => {
     await db.query(
       `INSERT INTO access_log (role, action, route) VALUES ('staff', 'read', '/x'), ('staff', 'read', '/y')`,
     );
+    expect(await sealChain(db, 'access_log')).toBe(2);
     await db.query(`ALTER TABLE access_log DISABLE TRIGGER access_log_append_only`);
     await db.query(`DELETE FROM access_log WHERE seq = (SELECT max(seq) FROM access_log)`);
     await db.query(`ALTER TABLE access_log ENABLE TRIGGER access_log_append_only`);
     const after = await verifyChain(db, 'access_log');
     expect(after.broken?.problem).toMatch(/missing/);
+  });
+
+  it('writes rows at once and seals them shortly after, in the background, without anyone asking', async () => {
+    const sealer = new AuditSealer(db);
+    sealer.onApplicationBootstrap();
+    try {
+      const [row] = await db.query<{ id: string; seq: string | null; hash: string | null }[]>(
+        `INSERT INTO access_log (role, action, route) VALUES ('staff', 'read', '/z') RETURNING id::text, seq, hash`,
+      );
+      expect(row).toMatchObject({ seq: null, hash: null });
+      const sealed = await waitFor('the row sealed', async () => {
+        const [now] = await db.query<{ seq: string | null; hash: string | null }[]>(
+          `SELECT seq::text, hash FROM access_log WHERE id = $1`,
+          [row.id],
+        );
+        return now.hash ? now : null;
+      });
+      expect(sealed.hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(Number(sealed.seq)).toBeGreaterThan(0);
+    } finally {
+      await sealer.onApplicationShutdown();
+    }
+  });
+
+  it('refuses changes to a row still waiting for its seal, and any sealing that changes content', async () => {
+    const [row] = await db.query<{ id: string }[]>(
+      `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor)
+       SELECT patient_id, pharmacy_id, 'sms', 'opted_out', 'api', 'k' FROM consent_events LIMIT 1 RETURNING id::text`,
+    );
+    await expect(
+      db.query(`UPDATE consent_events SET status = 'opted_in' WHERE id = $1`, [row.id]),
+    ).rejects.toThrow(/append-only/);
+    // Posing as the sealer does not help: a seal may only fill in the chain columns.
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query(`SELECT set_config('rxnotify.audit_sealing', 'consent_events', true)`);
+        await tx.query(
+          `UPDATE consent_events SET status = 'opted_in', seq = 999999, prev_hash = 'x', hash = 'y' WHERE id = $1`,
+          [row.id],
+        );
+      }),
+    ).rejects.toThrow(/append-only/);
   });
 });

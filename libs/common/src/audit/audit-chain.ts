@@ -40,8 +40,32 @@ export function rowHash(prevHash: string, canonical: string): string {
   return createHash('sha256').update(`${prevHash}\n${canonical}`).digest('hex');
 }
 
-/** Recomputes every hash of a chain in `seq` order, in pages, without trusting the stored ones. */
+/** Rows one sealing transaction chains at most. */
+const SEAL_BATCH = 10_000;
+
+/**
+ * Chains the committed rows of `chain` that have no hash yet (all of them, batch after batch); returns how
+ * many. Rows are written without their chain columns and sealed shortly after by `audit_seal` (migration
+ * 1732600000000-audit-sealing): a session already sealing the chain makes this return at once with 0.
+ */
+export async function sealChain(db: DataSource, chain: ChainName): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const [{ sealed }] = await db.query<{ sealed: number }[]>(`SELECT audit_seal($1, $2) AS sealed`, [
+      chain,
+      SEAL_BATCH,
+    ]);
+    total += sealed;
+    if (sealed < SEAL_BATCH) return total;
+  }
+}
+
+/**
+ * Seals what is waiting (see {@link sealChain}), then recomputes every hash of the chain in `seq` order, in
+ * pages, without trusting the stored ones.
+ */
 export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5000): Promise<ChainReport> {
+  await sealUntilDone(db, chain);
   const columns = CHAIN_COLUMNS[chain];
   const select = columns
     .map((c) => (c === 'at' ? `audit_ts(at) AS at` : `coalesce(${c}::text, '') AS ${c}`))
@@ -107,4 +131,16 @@ export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5
     };
   }
   return { chain, rows, head: prev, broken: null };
+}
+
+/** Seals, waiting for a sealer already at work on the chain (an app's AuditSealer) to finish its batch. */
+async function sealUntilDone(db: DataSource, chain: ChainName): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    await sealChain(db, chain);
+    const [{ waiting }] = await db.query<{ waiting: boolean }[]>(
+      `SELECT EXISTS (SELECT 1 FROM ${chain} WHERE hash IS NULL) AS waiting`,
+    );
+    if (!waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -3,7 +3,14 @@ import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { KeyRing } from '../crypto/key-ring';
-import { CHAIN_COLUMNS, CHAINS, verifyChain, type ChainBreak, type ChainName } from './audit-chain';
+import {
+  CHAIN_COLUMNS,
+  CHAINS,
+  sealChain,
+  verifyChain,
+  type ChainBreak,
+  type ChainName,
+} from './audit-chain';
 
 /** An inclusive range of instants, each as UTC ISO 8601 with microseconds (the chains' own timestamp form). */
 export interface ExportRange {
@@ -203,6 +210,8 @@ export async function exportAudit(
 
   const files: Record<string, ExportedFile> = {};
   const heads = {} as Record<ChainName, { seq: string; hash: string }>;
+  // Rows committed but not yet sealed get their chain columns first, so the export has them.
+  for (const chain of CHAINS) await sealChain(db, chain);
   const runner = db.createQueryRunner();
   await runner.connect();
   try {

@@ -3,11 +3,13 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import { InitialSchema1732320000000 } from './migrations/1732320000000-initial-schema';
 import { DetailedMessages1732400000000 } from './migrations/1732400000000-detailed-messages';
 import { FillsRunOutIndex1732500000000 } from './migrations/1732500000000-fills-run-out-index';
+import { AuditSealing1732600000000 } from './migrations/1732600000000-audit-sealing';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
   DetailedMessages1732400000000,
   FillsRunOutIndex1732500000000,
+  AuditSealing1732600000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {
