@@ -110,6 +110,75 @@ interface Group {
   settings: PharmacySettings;
 }
 
+/**
+ * Claims a notification and its due siblings (same patient, kind and step) in one statement, reading consent,
+ * fills and settings as of this instant. Nothing is claimed when the notification itself is not claimable
+ * (already handled, or held by a live lease). $1 id, $2 worker, $3 now, $4 lease seconds.
+ */
+const CLAIM_ONE = `WITH target AS (
+   SELECT patient_id, kind, step FROM notifications
+   WHERE id = $1 AND (state IN ('pending', 'scheduled') OR (state = 'sending' AND lease_expires_at < $3))),
+ claimed AS (
+   UPDATE notifications n SET state = 'sending', lease_owner = $2, updated_at = $3,
+          lease_expires_at = $3::timestamptz + make_interval(secs => $4)
+   FROM target t
+   WHERE n.patient_id = t.patient_id AND n.kind = t.kind AND n.step IS NOT DISTINCT FROM t.step
+     AND (n.id = $1 OR n.kind = 'ready' OR n.due_at <= $3)
+     AND (n.state IN ('pending', 'scheduled') OR (n.state = 'sending' AND n.lease_expires_at < $3))
+   RETURNING n.id, n.kind, n.step, n.pharmacy_id, n.patient_id, n.fill_ids)
+       SELECT c.id, c.kind, c.step, cardinality(c.fill_ids) AS fill_count, c.pharmacy_id, c.patient_id,
+        p.phone_enc, p.language, p.line_type, coalesce(p.timezone, ph.timezone) AS zone, p.detailed_messages,
+        CASE WHEN cardinality(c.fill_ids) = 1 THEN (SELECT f.drug_name FROM fills f WHERE f.id = c.fill_ids[1]) END AS drug_name,
+        ph.name AS pharmacy_name, ph.sms_from, ph.voice_from, ph.callback_phone, ph.settings,
+        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'sms') AS sms_consent,
+        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'voice') AS voice_consent,
+        (SELECT array_agg(f.status) FROM fills f WHERE f.id = ANY(c.fill_ids)) AS fill_statuses,
+        (SELECT to_char(min(f.ready_at AT TIME ZONE coalesce(p.timezone, ph.timezone)), 'YYYY-MM-DD')
+           FROM fills f WHERE f.id = ANY(c.fill_ids)) AS return_to_stock_base,
+        EXISTS (
+          SELECT 1 FROM fills f JOIN fills later ON later.patient_id = f.patient_id AND later.id <> f.id
+          WHERE f.id = ANY(c.fill_ids) AND later.status NOT IN ('returned_to_stock', 'cancelled')
+            AND ((later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
+                 OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
+                     AND later.filled_at > f.filled_at))) AS refilled,
+        (SELECT count(*)::int FROM messages m WHERE m.notification_ids && ARRAY[c.id]
+           AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')) AS open_messages
+ FROM claimed c JOIN patients p ON p.id = c.patient_id JOIN pharmacies ph ON ph.id = c.pharmacy_id
+ ORDER BY c.id = $1 DESC, c.id`;
+
+/** The same for many ids ($1 an array, no id twice); each row names the requested id that led its group. */
+const CLAIM_MANY = `WITH target AS (
+   SELECT DISTINCT ON (n.patient_id, n.kind, n.step) n.id, n.patient_id, n.kind, n.step
+   FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, ord) JOIN notifications n ON n.id = r.id
+   WHERE n.state IN ('pending', 'scheduled') OR (n.state = 'sending' AND n.lease_expires_at < $3)
+   ORDER BY n.patient_id, n.kind, n.step, r.ord),
+ claimed AS (
+   UPDATE notifications n SET state = 'sending', lease_owner = $2, updated_at = $3,
+          lease_expires_at = $3::timestamptz + make_interval(secs => $4)
+   FROM target t
+   WHERE n.patient_id = t.patient_id AND n.kind = t.kind AND n.step IS NOT DISTINCT FROM t.step
+     AND (n.id = ANY($1::uuid[]) OR n.kind = 'ready' OR n.due_at <= $3)
+     AND (n.state IN ('pending', 'scheduled') OR (n.state = 'sending' AND n.lease_expires_at < $3))
+   RETURNING n.id, n.kind, n.step, n.pharmacy_id, n.patient_id, n.fill_ids, t.id AS leader)
+       SELECT c.id, c.kind, c.step, cardinality(c.fill_ids) AS fill_count, c.pharmacy_id, c.patient_id,
+        p.phone_enc, p.language, p.line_type, coalesce(p.timezone, ph.timezone) AS zone, p.detailed_messages,
+        CASE WHEN cardinality(c.fill_ids) = 1 THEN (SELECT f.drug_name FROM fills f WHERE f.id = c.fill_ids[1]) END AS drug_name,
+        ph.name AS pharmacy_name, ph.sms_from, ph.voice_from, ph.callback_phone, ph.settings,
+        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'sms') AS sms_consent,
+        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'voice') AS voice_consent,
+        (SELECT array_agg(f.status) FROM fills f WHERE f.id = ANY(c.fill_ids)) AS fill_statuses,
+        (SELECT to_char(min(f.ready_at AT TIME ZONE coalesce(p.timezone, ph.timezone)), 'YYYY-MM-DD')
+           FROM fills f WHERE f.id = ANY(c.fill_ids)) AS return_to_stock_base,
+        EXISTS (
+          SELECT 1 FROM fills f JOIN fills later ON later.patient_id = f.patient_id AND later.id <> f.id
+          WHERE f.id = ANY(c.fill_ids) AND later.status NOT IN ('returned_to_stock', 'cancelled')
+            AND ((later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
+                 OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
+                     AND later.filled_at > f.filled_at))) AS refilled,
+        (SELECT count(*)::int FROM messages m WHERE m.notification_ids && ARRAY[c.id]
+           AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')) AS open_messages, c.leader
+ FROM claimed c JOIN patients p ON p.id = c.patient_id JOIN pharmacies ph ON ph.id = c.pharmacy_id`;
+
 /** A send about to be attempted: written before the provider call. */
 interface Intent {
   notificationId: string;
@@ -210,6 +279,13 @@ export class RetryableDeliveryError extends Error {}
 export class DeliveryService {
   private readonly logger = new Logger(DeliveryService.name);
   private readonly workerId = `dispatcher-${process.pid}-${randomUUID().slice(0, 8)}`;
+  /** Concurrent jobs' claims are made in one statement and one commit. */
+  private readonly claims = new WriteBatcher<string, ClaimedRow[]>({
+    maxBatchSize: 64,
+    key: (id) => id,
+    many: (ids) => this.claimMany(ids),
+    one: (id) => this.claimOne(id),
+  });
   /** Concurrent sends' intents are written in one statement and one commit. */
   private readonly intents = new WriteBatcher<Intent, string | null>({
     maxBatchSize: 64,
@@ -358,42 +434,35 @@ export class DeliveryService {
    * consent, fills and settings as of this instant. Nothing is claimed when the notification itself is not
    * claimable (already handled, or held by a live lease).
    */
-  private async claim(notificationId: string): Promise<ClaimedRow[]> {
-    const now = this.clock.now();
-    return preparedQuery<ClaimedRow>(
+  private claim(notificationId: string): Promise<ClaimedRow[]> {
+    return this.claims.write(notificationId);
+  }
+
+  private async claimOne(notificationId: string): Promise<ClaimedRow[]> {
+    return preparedQuery<ClaimedRow>(this.db, 'dispatcher.claim', CLAIM_ONE, [
+      notificationId,
+      this.workerId,
+      this.clock.now(),
+      LEASE_SECONDS,
+    ]);
+  }
+
+  /**
+   * Claims for concurrent jobs in one statement. Requests for notices that belong together (same patient,
+   * kind and step) make one group, led by the first of them; the others find their notice already claimed by
+   * this worker, as when two jobs race for it.
+   */
+  private async claimMany(notificationIds: string[]): Promise<ClaimedRow[][]> {
+    const rows = await preparedQuery<ClaimedRow & { leader: string }>(
       this.db,
-      'dispatcher.claim',
-      `WITH target AS (
-         SELECT patient_id, kind, step FROM notifications
-         WHERE id = $1 AND (state IN ('pending', 'scheduled') OR (state = 'sending' AND lease_expires_at < $3))),
-       claimed AS (
-         UPDATE notifications n SET state = 'sending', lease_owner = $2, updated_at = $3,
-                lease_expires_at = $3::timestamptz + make_interval(secs => $4)
-         FROM target t
-         WHERE n.patient_id = t.patient_id AND n.kind = t.kind AND n.step IS NOT DISTINCT FROM t.step
-           AND (n.id = $1 OR n.kind = 'ready' OR n.due_at <= $3)
-           AND (n.state IN ('pending', 'scheduled') OR (n.state = 'sending' AND n.lease_expires_at < $3))
-         RETURNING n.id, n.kind, n.step, n.pharmacy_id, n.patient_id, n.fill_ids)
-       SELECT c.id, c.kind, c.step, cardinality(c.fill_ids) AS fill_count, c.pharmacy_id, c.patient_id,
-              p.phone_enc, p.language, p.line_type, coalesce(p.timezone, ph.timezone) AS zone, p.detailed_messages,
-              CASE WHEN cardinality(c.fill_ids) = 1 THEN (SELECT f.drug_name FROM fills f WHERE f.id = c.fill_ids[1]) END AS drug_name,
-              ph.name AS pharmacy_name, ph.sms_from, ph.voice_from, ph.callback_phone, ph.settings,
-              (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'sms') AS sms_consent,
-              (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'voice') AS voice_consent,
-              (SELECT array_agg(f.status) FROM fills f WHERE f.id = ANY(c.fill_ids)) AS fill_statuses,
-              (SELECT to_char(min(f.ready_at AT TIME ZONE coalesce(p.timezone, ph.timezone)), 'YYYY-MM-DD')
-                 FROM fills f WHERE f.id = ANY(c.fill_ids)) AS return_to_stock_base,
-              EXISTS (
-                SELECT 1 FROM fills f JOIN fills later ON later.patient_id = f.patient_id AND later.id <> f.id
-                WHERE f.id = ANY(c.fill_ids) AND later.status NOT IN ('returned_to_stock', 'cancelled')
-                  AND ((later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
-                       OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
-                           AND later.filled_at > f.filled_at))) AS refilled,
-              (SELECT count(*)::int FROM messages m WHERE m.notification_ids && ARRAY[c.id]
-                 AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')) AS open_messages
-       FROM claimed c JOIN patients p ON p.id = c.patient_id JOIN pharmacies ph ON ph.id = c.pharmacy_id
-       ORDER BY c.id = $1 DESC, c.id`,
-      [notificationId, this.workerId, now, LEASE_SECONDS],
+      'dispatcher.claim-many',
+      CLAIM_MANY,
+      [notificationIds, this.workerId, this.clock.now(), LEASE_SECONDS],
+    );
+    return notificationIds.map((id) =>
+      rows
+        .filter((row) => row.leader === id.toLowerCase())
+        .sort((x, y) => (x.id === id ? -1 : y.id === id ? 1 : x.id < y.id ? -1 : 1)),
     );
   }
 
