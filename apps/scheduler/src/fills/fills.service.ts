@@ -4,6 +4,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { AccessLogService } from '@rxnotify/common/audit/access-log.service';
 import { canReach, type Principal } from '@rxnotify/common/auth/api-keys';
 import { Clock } from '@rxnotify/common/clock/clock';
+import { preparedQuery } from '@rxnotify/common/database/prepared';
 import { ConflictError, NotFoundError } from '@rxnotify/common/errors';
 import { NotificationQueue, type Enqueue } from '@rxnotify/common/queue/notification-queue';
 import type { FillDto, FillOutcome } from './fill.dto';
@@ -11,6 +12,34 @@ import { checkFill } from './fill-validation';
 
 /** A ready fill older than this is history being imported, not news for the patient. */
 const READY_NOTICE_MAX_AGE_HOURS = 24;
+/**
+ * The staff click in one statement. $1 fill, $2 now, $3 the caller's pharmacy (null: any), $4–$6 the access-log
+ * caller. No row: no such fill within reach. `updated` false: the fill is done (picked up, returned, cancelled)
+ * and nothing was written. The access log is written with the change. A click always has its notice, however
+ * long ago the fill was first ready (imports skip notices for fills ready over a day ago; a click is news).
+ */
+const MARK_READY = `WITH fill AS (
+   SELECT id, pharmacy_id, patient_id, status FROM fills
+   WHERE id = $1 AND ($3::uuid IS NULL OR pharmacy_id = $3) FOR UPDATE),
+ updated AS (
+   UPDATE fills f SET status = 'ready', ready_at = coalesce(f.ready_at, $2), updated_at = $2
+   FROM fill WHERE f.id = fill.id AND fill.status NOT IN ('picked_up', 'returned_to_stock', 'cancelled')
+   RETURNING f.id, f.pharmacy_id, f.patient_id, f.ready_at),
+ notice AS (
+   INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
+   SELECT u.pharmacy_id, u.patient_id, 'ready', ARRAY[u.id], 'ready:' || u.id,
+          $2::timestamptz + make_interval(secs => coalesce((ph.settings->>'readyCoalesceSeconds')::int, 60))
+   FROM updated u JOIN pharmacies ph ON ph.id = u.pharmacy_id
+   ON CONFLICT (dedup_key) DO NOTHING
+   RETURNING id, due_at),
+ logged AS (
+   INSERT INTO access_log (key_id, role, pharmacy_id, patient_id, action, route)
+   SELECT $4, $5, u.pharmacy_id, u.patient_id, 'fill.ready', $6 FROM updated u)
+ SELECT fill.status, EXISTS (SELECT 1 FROM updated) AS updated,
+        (SELECT id FROM notice) AS created_id, (SELECT due_at FROM notice) AS created_due,
+        (SELECT id FROM notifications WHERE dedup_key = 'ready:' || $1::text) AS existing_id
+ FROM fill`;
+
 /** Stale-making statuses: a reminder about a fill in one of these must not go out. */
 const DONE_STATUSES = ['picked_up', 'returned_to_stock', 'cancelled'];
 
@@ -153,35 +182,43 @@ export class FillsService {
     return results;
   }
 
-  /** Staff marks a fill ready: idempotent, the same fill always gives the same notification. */
+  /**
+   * Staff marks a fill ready: idempotent, the same fill always gives the same notification. One statement
+   * (MARK_READY: lock, update, notice, access log), so a click costs one round trip and one commit.
+   */
   async markReady(principal: Principal, fillId: string, route: string): Promise<{ notificationId: string }> {
     const now = this.clock.now();
-    const { notificationId, created } = await this.db.transaction(async (tx) => {
-      const fill = await this.lockFill(tx, principal, fillId);
-      if (DONE_STATUSES.includes(fill.status)) {
-        throw new ConflictError(`fill is ${fill.status.replace(/_/g, ' ')}; it cannot be marked ready`);
-      }
-      await tx.query(
-        `UPDATE fills SET status = 'ready', ready_at = coalesce(ready_at, $2), updated_at = $2 WHERE id = $1`,
-        [fillId, now],
-      );
-      const notices = await this.createReadyNotices(tx, [fillId], now);
-      const notificationId =
-        notices[0]?.notificationId ??
-        (
-          await tx.query<{ id: string }[]>(`SELECT id FROM notifications WHERE dedup_key = $1`, [
-            `ready:${fillId}`,
-          ])
-        )[0].id;
-      // Last: the access log's chain head is locked from this insert until commit, so hold it as briefly as possible.
-      await this.accessLog.record(
-        principal,
-        [{ patientId: fill.patient_id, pharmacyId: fill.pharmacy_id, action: 'fill.ready', route }],
-        tx,
-      );
-      return { notificationId, created: notices };
-    });
-    await this.enqueueAfterCommit(created);
+    const [row] = await preparedQuery<{
+      status: string;
+      updated: boolean;
+      created_id: string | null;
+      created_due: Date | null;
+      existing_id: string | null;
+    }>(this.db, 'scheduler.mark-ready', MARK_READY, [
+      fillId,
+      now,
+      principal.pharmacyId,
+      principal.keyId,
+      principal.role,
+      route,
+    ]);
+    if (!row) throw new NotFoundError('fill');
+    if (!row.updated) {
+      throw new ConflictError(`fill is ${row.status.replace(/_/g, ' ')}; it cannot be marked ready`);
+    }
+    if (row.created_id) {
+      await this.enqueueAfterCommit([{ notificationId: row.created_id, notBefore: row.created_due ?? now }]);
+      return { notificationId: row.created_id };
+    }
+    // Already noticed: by an earlier click, or by one that committed while this statement waited for the fill.
+    const notificationId =
+      row.existing_id ??
+      (
+        await this.db.query<{ id: string }[]>(`SELECT id FROM notifications WHERE dedup_key = $1`, [
+          `ready:${fillId}`,
+        ])
+      )[0]?.id;
+    if (!notificationId) throw new ConflictError('fill changed while being marked ready; try again');
     return { notificationId };
   }
 

@@ -124,6 +124,43 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
     expect(access).toEqual({ action: 'fill.ready', patient_id: patient.id });
   });
 
+  it('notifies on a click for a fill imported as ready days ago, and refuses a click on a picked-up fill', async () => {
+    const [old] = (
+      await post({
+        fills: [fill({ status: 'ready', filledAt: hoursAgo(80), readyAt: hoursAgo(72) })],
+      }).expect(200)
+    ).body.results;
+    // The import was history: no notice for a fill ready three days ago.
+    const before = await t.db.query(`SELECT id FROM notifications WHERE fill_ids = ARRAY[$1::uuid]`, [
+      old.id,
+    ]);
+    expect(before).toEqual([]);
+    const click = await request(t.http)
+      .post(`/v1/fills/${old.id}/ready`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(202);
+    const [notice] = await t.db.query(`SELECT id, kind FROM notifications WHERE fill_ids = ARRAY[$1::uuid]`, [
+      old.id,
+    ]);
+    expect(notice).toEqual({ id: click.body.notificationId, kind: 'ready' });
+
+    const [done] = (
+      await post({
+        fills: [fill({ status: 'picked_up', readyAt: hoursAgo(1.5), pickedUpAt: hoursAgo(1) })],
+      }).expect(200)
+    ).body.results;
+    const logged = await t.db.query(`SELECT count(*)::int AS n FROM access_log`);
+    const refused = await request(t.http)
+      .post(`/v1/fills/${done.id}/ready`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(409);
+    expect(refused.body.message ?? JSON.stringify(refused.body)).toMatch(/picked up/);
+    expect(await t.db.query(`SELECT count(*)::int AS n FROM access_log`)).toEqual(logged);
+    expect(
+      await t.db.query(`SELECT id FROM notifications WHERE fill_ids = ARRAY[$1::uuid]`, [done.id]),
+    ).toEqual([]);
+  });
+
   it('cancels the pending ready notice when the fill is picked up', async () => {
     const [created] = (await post({ fills: [fill()] }).expect(200)).body.results;
     const { notificationId } = (

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
+import { preparedQuery } from '../database/prepared';
 
 export const ROLES = ['admin', 'staff', 'integration', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
@@ -45,7 +46,10 @@ export async function revokeApiKey(db: DataSource, keyOrId: string): Promise<boo
 
 export async function findPrincipal(db: DataSource, key: string): Promise<Principal | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 100) return null;
-  const rows = await db.query<{ id: string; role: Role; pharmacy_id: string | null }[]>(
+  // Every authenticated request makes this lookup: a named statement, planned once per connection.
+  const rows = await preparedQuery<{ id: string; role: Role; pharmacy_id: string | null }>(
+    db,
+    'auth.find-principal',
     `SELECT id, role, pharmacy_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`,
     [hashApiKey(key)],
   );
