@@ -33,6 +33,9 @@ describe('logs: request ids, trace ids, JSON', () => {
     app.use(requestIdMiddleware);
     app.use(pinoHttp(params.pinoHttp as Options, stream));
     app.use(express.json());
+    app.post('/webhooks/twilio/status', (req, res) => {
+      res.status(req.query.refuse ? 403 : 200).end();
+    });
     app.post('/v1/patients', (req, res) => {
       trace.getTracer('test').startActiveSpan('work', (span) => {
         req.log.info('inside the handler');
@@ -85,5 +88,21 @@ describe('logs: request ids, trace ids, JSON', () => {
     const pretty = loggerParams(loadConfig({ ...KEYS, NODE_ENV: 'production', LOG_FORMAT: 'pretty' }), 'x')
       .pinoHttp as Options;
     expect(pretty.transport).toMatchObject({ target: 'pino-pretty' });
+  });
+
+  it("keeps Twilio's accepted delivery reports out of the info log, but not a refused one", async () => {
+    await request(app).post('/webhooks/twilio/status?attemptId=x').expect(200);
+    await request(app).post('/webhooks/twilio/status?refuse=1').expect(403);
+    await request(app).post('/v1/patients').send({}).expect(201);
+    const completed = lines.filter((line) => line.msg === 'request completed');
+    expect(
+      completed.map((line) => [
+        (line.req as { path: string }).path,
+        (line.res as { statusCode: number }).statusCode,
+      ]),
+    ).toEqual([
+      ['/webhooks/twilio/status', 403],
+      ['/v1/patients', 201],
+    ]);
   });
 });

@@ -41,10 +41,17 @@ export function loggerParams(config: AppConfig, app: string): Params {
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
       autoLogging: { ignore: (req) => UNLOGGED_PATHS.test(req.url ?? '') },
+      // Twilio's delivery reports, two for every text, are each recorded in message_attempts: at info they
+      // would be most of the log. Answered 2xx they log at debug; anything else as every other request.
+      customLogLevel: (req, res) =>
+        res.statusCode < 300 && DELIVERY_REPORTS.test(req.url ?? '') ? 'debug' : 'info',
       transport: pretty(config) ? { target: 'pino-pretty', options: { singleLine: true } } : undefined,
     },
   };
 }
+
+/** The provider's delivery-status callbacks (texts and calls). */
+const DELIVERY_REPORTS = /^\/webhooks\/twilio\/(voice\/)?status(\?|$)/;
 
 /** Probes that arrive every few seconds: logging each would drown the rest. */
 const UNLOGGED_PATHS = /^\/(health(\/live|\/ready)?|metrics)(\?|$)/;
