@@ -33,7 +33,7 @@ export const PHI_INDEX_KEY = Buffer.alloc(32, 12).toString('base64');
 /**
  * Diagnostic "what if" runs (BENCH_EXPERIMENT=a,b), never for the reported figures: each removes one suspected
  * cost from the benchmark's own database or app environment, so its share can be measured.
- *   unchained_audit   audit rows get a sequence number only: no chain-head row lock, no hashing (bench db only)
+ *   unchained_audit   audit rows get a sequence number at insert and are never sealed: no hashing (bench db only)
  *   sync_commit_off   synchronous_commit=off on the bench database: commits do not wait for the WAL flush
  *   no_telemetry      OTEL_SDK_DISABLED=true in the apps: no spans recorded at all
  *   quiet_logs        LOG_LEVEL=warn in the apps: no per-request log line

@@ -4,12 +4,14 @@ import { InitialSchema1732320000000 } from './migrations/1732320000000-initial-s
 import { DetailedMessages1732400000000 } from './migrations/1732400000000-detailed-messages';
 import { FillsRunOutIndex1732500000000 } from './migrations/1732500000000-fills-run-out-index';
 import { AuditSealing1732600000000 } from './migrations/1732600000000-audit-sealing';
+import { MessagesGinNoPendingList1732700000000 } from './migrations/1732700000000-messages-gin-no-pending-list';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
   DetailedMessages1732400000000,
   FillsRunOutIndex1732500000000,
   AuditSealing1732600000000,
+  MessagesGinNoPendingList1732700000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {
