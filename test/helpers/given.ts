@@ -170,6 +170,28 @@ export function given(db: DataSource, keys: KeyRing) {
       return { notificationId: notification.id, fillId: fill.id };
     },
 
+    /** A text written at `intent` for one of the patient's notifications: a send whose answer was never recorded. */
+    async intentMessage(
+      patient: PatientFixture,
+      notificationId: string,
+      options: Partial<{ from: string; body: string; createdAt: Date }> = {},
+    ): Promise<string> {
+      const [row] = await db.query<{ id: string }[]>(
+        `INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, status, created_at)
+         VALUES ($1, ARRAY[$1::uuid], $2, $3, 'sms', $4, $5, $6, 'intent', coalesce($7, now())) RETURNING id`,
+        [
+          notificationId,
+          patient.pharmacyId,
+          patient.id,
+          keys.encrypt(patient.phone),
+          options.from ?? '+14155550100',
+          keys.encrypt(options.body ?? 'text'),
+          options.createdAt ?? null,
+        ],
+      );
+      return row.id;
+    },
+
     async apiKey(role: Role, pharmacy: PharmacyFixture | null = null): Promise<string> {
       const { key } = await createApiKey(db, {
         role,

@@ -858,19 +858,7 @@ describe(`fuzzing every route (fast-check, ${RUNS} runs a route)`, () => {
     const w = worlds.dispatcher;
     const { notificationId } = await t.given.notice(w.patient);
     await t.db.query(`UPDATE notifications SET state = 'sent' WHERE id = $1`, [notificationId]);
-    const [row] = await t.db.query<{ id: string }[]>(
-      `INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, status)
-       VALUES ($1, ARRAY[$1::uuid], $2, $3, 'sms', $4, $5, $6, 'intent') RETURNING id`,
-      [
-        notificationId,
-        w.pharmacy.id,
-        w.patient.id,
-        t.keys.encrypt(w.patient.phone),
-        w.pharmacy.smsFrom,
-        t.keys.encrypt('text'),
-      ],
-    );
-    return row.id;
+    return t.given.intentMessage(w.patient, notificationId, { from: w.pharmacy.smsFrom });
   }
 
   /** A signed status callback: never a 500 (Twilio retries those), and a refusal changes nothing. */

@@ -254,7 +254,6 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
           // and fetch cost several times as much CPU per request.
           agent: target.protocol === 'https:' ? httpsAgent : httpAgent,
           signal,
-          timeout: CALLBACK_TIMEOUT_MS,
           headers: {
             'Content-Type': 'application/x-www-form-urlencoded',
             'Content-Length': Buffer.byteLength(body),
@@ -276,7 +275,9 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
           );
         },
       );
-      req.on('timeout', () => req.destroy(new Error('callback timed out')));
+      // A deadline for the whole exchange, as Twilio has, not only for an idle socket.
+      const deadline = setTimeout(() => req.destroy(new Error('callback timed out')), CALLBACK_TIMEOUT_MS);
+      req.on('close', () => clearTimeout(deadline));
       req.on('error', reject);
       req.end(body);
     });
@@ -371,7 +372,12 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       return;
     }
     try {
-      const response = await postSigned(`${consentApiUrl}${path}`, params, lifecycle.signal);
+      const url = `${consentApiUrl}${path}`;
+      // A kept-alive socket the server has just closed fails at once: one more try on a fresh one.
+      const response = await postSigned(url, params, lifecycle.signal).catch((error: unknown) => {
+        if ((error as { code?: string }).code !== 'ECONNRESET') throw error;
+        return postSigned(url, params, lifecycle.signal);
+      });
       res.json({
         status: response.status,
         contentType: response.contentType,

@@ -110,6 +110,25 @@ interface Group {
   settings: PharmacySettings;
 }
 
+/** What a claim reads with each claimed row (`c`), its patient (`p`) and its pharmacy (`ph`). */
+const CLAIMED_COLUMNS = `c.id, c.kind, c.step, cardinality(c.fill_ids) AS fill_count, c.pharmacy_id, c.patient_id,
+        p.phone_enc, p.language, p.line_type, coalesce(p.timezone, ph.timezone) AS zone, p.detailed_messages,
+        CASE WHEN cardinality(c.fill_ids) = 1 THEN (SELECT f.drug_name FROM fills f WHERE f.id = c.fill_ids[1]) END AS drug_name,
+        ph.name AS pharmacy_name, ph.sms_from, ph.voice_from, ph.callback_phone, ph.settings,
+        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'sms') AS sms_consent,
+        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'voice') AS voice_consent,
+        (SELECT array_agg(f.status) FROM fills f WHERE f.id = ANY(c.fill_ids)) AS fill_statuses,
+        (SELECT to_char(min(f.ready_at AT TIME ZONE coalesce(p.timezone, ph.timezone)), 'YYYY-MM-DD')
+           FROM fills f WHERE f.id = ANY(c.fill_ids)) AS return_to_stock_base,
+        EXISTS (
+          SELECT 1 FROM fills f JOIN fills later ON later.patient_id = f.patient_id AND later.id <> f.id
+          WHERE f.id = ANY(c.fill_ids) AND later.status NOT IN ('returned_to_stock', 'cancelled')
+            AND ((later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
+                 OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
+                     AND later.filled_at > f.filled_at))) AS refilled,
+        (SELECT count(*)::int FROM messages m WHERE m.notification_ids && ARRAY[c.id]
+           AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')) AS open_messages`;
+
 /**
  * Claims a notification and its due siblings (same patient, kind and step) in one statement, reading consent,
  * fills and settings as of this instant. Nothing is claimed when the notification itself is not claimable
@@ -126,23 +145,7 @@ const CLAIM_ONE = `WITH target AS (
      AND (n.id = $1 OR n.kind = 'ready' OR n.due_at <= $3)
      AND (n.state IN ('pending', 'scheduled') OR (n.state = 'sending' AND n.lease_expires_at < $3))
    RETURNING n.id, n.kind, n.step, n.pharmacy_id, n.patient_id, n.fill_ids)
-       SELECT c.id, c.kind, c.step, cardinality(c.fill_ids) AS fill_count, c.pharmacy_id, c.patient_id,
-        p.phone_enc, p.language, p.line_type, coalesce(p.timezone, ph.timezone) AS zone, p.detailed_messages,
-        CASE WHEN cardinality(c.fill_ids) = 1 THEN (SELECT f.drug_name FROM fills f WHERE f.id = c.fill_ids[1]) END AS drug_name,
-        ph.name AS pharmacy_name, ph.sms_from, ph.voice_from, ph.callback_phone, ph.settings,
-        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'sms') AS sms_consent,
-        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'voice') AS voice_consent,
-        (SELECT array_agg(f.status) FROM fills f WHERE f.id = ANY(c.fill_ids)) AS fill_statuses,
-        (SELECT to_char(min(f.ready_at AT TIME ZONE coalesce(p.timezone, ph.timezone)), 'YYYY-MM-DD')
-           FROM fills f WHERE f.id = ANY(c.fill_ids)) AS return_to_stock_base,
-        EXISTS (
-          SELECT 1 FROM fills f JOIN fills later ON later.patient_id = f.patient_id AND later.id <> f.id
-          WHERE f.id = ANY(c.fill_ids) AND later.status NOT IN ('returned_to_stock', 'cancelled')
-            AND ((later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
-                 OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
-                     AND later.filled_at > f.filled_at))) AS refilled,
-        (SELECT count(*)::int FROM messages m WHERE m.notification_ids && ARRAY[c.id]
-           AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')) AS open_messages
+ SELECT ${CLAIMED_COLUMNS}
  FROM claimed c JOIN patients p ON p.id = c.patient_id JOIN pharmacies ph ON ph.id = c.pharmacy_id
  ORDER BY c.id = $1 DESC, c.id`;
 
@@ -160,23 +163,7 @@ const CLAIM_MANY = `WITH target AS (
      AND (n.id = ANY($1::uuid[]) OR n.kind = 'ready' OR n.due_at <= $3)
      AND (n.state IN ('pending', 'scheduled') OR (n.state = 'sending' AND n.lease_expires_at < $3))
    RETURNING n.id, n.kind, n.step, n.pharmacy_id, n.patient_id, n.fill_ids, t.id AS leader)
-       SELECT c.id, c.kind, c.step, cardinality(c.fill_ids) AS fill_count, c.pharmacy_id, c.patient_id,
-        p.phone_enc, p.language, p.line_type, coalesce(p.timezone, ph.timezone) AS zone, p.detailed_messages,
-        CASE WHEN cardinality(c.fill_ids) = 1 THEN (SELECT f.drug_name FROM fills f WHERE f.id = c.fill_ids[1]) END AS drug_name,
-        ph.name AS pharmacy_name, ph.sms_from, ph.voice_from, ph.callback_phone, ph.settings,
-        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'sms') AS sms_consent,
-        (SELECT status FROM consents WHERE patient_id = c.patient_id AND channel = 'voice') AS voice_consent,
-        (SELECT array_agg(f.status) FROM fills f WHERE f.id = ANY(c.fill_ids)) AS fill_statuses,
-        (SELECT to_char(min(f.ready_at AT TIME ZONE coalesce(p.timezone, ph.timezone)), 'YYYY-MM-DD')
-           FROM fills f WHERE f.id = ANY(c.fill_ids)) AS return_to_stock_base,
-        EXISTS (
-          SELECT 1 FROM fills f JOIN fills later ON later.patient_id = f.patient_id AND later.id <> f.id
-          WHERE f.id = ANY(c.fill_ids) AND later.status NOT IN ('returned_to_stock', 'cancelled')
-            AND ((later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
-                 OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
-                     AND later.filled_at > f.filled_at))) AS refilled,
-        (SELECT count(*)::int FROM messages m WHERE m.notification_ids && ARRAY[c.id]
-           AND m.status NOT IN ('failed', 'undelivered', 'busy', 'no-answer', 'canceled')) AS open_messages, c.leader
+ SELECT ${CLAIMED_COLUMNS}, c.leader
  FROM claimed c JOIN patients p ON p.id = c.patient_id JOIN pharmacies ph ON ph.id = c.pharmacy_id`;
 
 /** A send about to be attempted: written before the provider call. */
@@ -459,11 +446,12 @@ export class DeliveryService {
       CLAIM_MANY,
       [notificationIds, this.workerId, this.clock.now(), LEASE_SECONDS],
     );
-    return notificationIds.map((id) =>
-      rows
-        .filter((row) => row.leader === id.toLowerCase())
-        .sort((x, y) => (x.id === id ? -1 : y.id === id ? 1 : x.id < y.id ? -1 : 1)),
-    );
+    return notificationIds.map((requested) => {
+      const id = requested.toLowerCase();
+      return rows
+        .filter((row) => row.leader === id)
+        .sort((x, y) => (x.id === id ? -1 : y.id === id ? 1 : x.id < y.id ? -1 : 1));
+    });
   }
 
   private async whyNotClaimable(notificationId: string): Promise<DeliveryOutcome> {

@@ -221,19 +221,7 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     for (const patient of patients) {
       const { notificationId } = await t.given.notice(patient);
       await t.db.query(`UPDATE notifications SET state = 'sent' WHERE id = $1`, [notificationId]);
-      const [row] = await t.db.query<{ id: string }[]>(
-        `INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, status)
-         VALUES ($1, ARRAY[$1::uuid], $2, $3, 'sms', $4, $5, $6, 'intent') RETURNING id`,
-        [
-          notificationId,
-          pharmacy.id,
-          patient.id,
-          t.keys.encrypt(patient.phone),
-          pharmacy.smsFrom,
-          t.keys.encrypt('x'),
-        ],
-      );
-      messageIds.push(row.id);
+      messageIds.push(await t.given.intentMessage(patient, notificationId, { from: pharmacy.smsFrom }));
     }
     const sid = (n: number) => `SM${String(n).padStart(32, '0')}`;
     const statuses = t.app.get(StatusService);

@@ -58,19 +58,11 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
     const { notificationId } = await t.given.notice(patient, { dueAt: clock.now() });
     // A worker claimed it, wrote its intent and the provider took the message, then the worker was killed;
     // its 60 s lease has since run out.
-    const [message] = await t.db.query(
-      `INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, status, created_at)
-       VALUES ($1, ARRAY[$1::uuid], $2, $3, 'sms', $4, $5, $6, 'intent', $7) RETURNING id`,
-      [
-        notificationId,
-        pharmacy.id,
-        patient.id,
-        t.keys.encrypt(patient.phone),
-        pharmacy.smsFrom,
-        t.keys.encrypt('Second: ready. Reply STOP to opt out.'),
-        new Date(clock.now().getTime() - 90_000),
-      ],
-    );
+    const messageId = await t.given.intentMessage(patient, notificationId, {
+      from: pharmacy.smsFrom,
+      body: 'Second: ready. Reply STOP to opt out.',
+      createdAt: new Date(clock.now().getTime() - 90_000),
+    });
     await fetch(`${sandbox.url}/2010-04-01/Accounts/${SANDBOX_ACCOUNT_SID}/Messages.json`, {
       method: 'POST',
       headers: {
@@ -95,7 +87,7 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
     });
     expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(1);
     const [settled] = await t.db.query(`SELECT status, provider_sid FROM messages WHERE id = $1`, [
-      message.id,
+      messageId,
     ]);
     expect(settled.provider_sid).toMatch(/^SM/);
   });

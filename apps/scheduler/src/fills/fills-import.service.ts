@@ -34,6 +34,7 @@ class ChunkWriter {
   private readonly loggedPatients = new Set<string>();
   private tail: Promise<Failed> = Promise.resolve(null);
   private readonly ahead: Promise<Failed>[] = [];
+  private cancelled = false;
 
   constructor(
     private readonly fills: FillsService,
@@ -51,6 +52,7 @@ class ChunkWriter {
     const stage = this.tail.then(
       (prior): Promise<Failed> | Failed =>
         prior ??
+        (this.cancelled ? { failure: new Error('import cancelled') } : null) ??
         this.apply(chunk).then(
           () => null,
           (failure: unknown) => ({ failure }),
@@ -65,6 +67,11 @@ class ChunkWriter {
     const outcome = await this.tail;
     this.ahead.length = 0;
     if (outcome) throw outcome.failure;
+  }
+
+  /** The source failed: chunks queued and not yet started are dropped (the one being written finishes). */
+  cancel(): void {
+    this.cancelled = true;
   }
 
   /** Waits for the queued chunks to commit or fail, so that no answer goes out while one is undecided. */
@@ -154,6 +161,9 @@ export class FillsImportService {
       await writer.write(chunk);
       await writer.flush();
       return writer.results;
+    } catch (error) {
+      writer.cancel();
+      throw error;
     } finally {
       await writer.settle();
     }

@@ -43,7 +43,7 @@ export class ScansService {
   /**
    * Computes the due events one kind at a time, each kind one set-based statement that commits on its own, and
    * enqueues each kind's new notifications while the next statement runs (Postgres and Redis work at once).
-   * A session advisory lock keeps scans from running two at once across replicas. A statement that fails
+   * A session advisory lock keeps scans' statements from running two at once across replicas. A statement that fails
    * leaves the kinds before it done; running the scan again finishes the job without duplicates (dedup keys).
    * If enqueueing fails, the rows stay pending and the dispatcher's reconciler enqueues them.
    */
@@ -90,12 +90,13 @@ export class ScansService {
         ]);
         publish(await this.atRiskFirst(gaps));
       } finally {
-        await enqueued;
         await session.query('SELECT pg_advisory_unlock($1)', [SCAN_LOCK]);
       }
     } finally {
       await session.release();
     }
+    // After the lock: an enqueue that waits for Redis holds no lock and no connection.
+    await enqueued;
     this.logger.log(`scan created ${JSON.stringify(counts)}`);
     return counts;
   }

@@ -3,7 +3,7 @@ import { createTestDatabase, type TestDatabase } from '../../../../test/helpers/
 import { given } from '../../../../test/helpers/given';
 import { KeyRing } from '../crypto/key-ring';
 import { dataSourceOptions } from '../database/data-source';
-import { sealChain, verifyChain } from './audit-chain';
+import { CHAIN_COLUMNS, rowHash, sealChain, verifyChain } from './audit-chain';
 import { AuditSealer } from './audit-sealer';
 import { waitFor } from '../../../../test/helpers/wait';
 
@@ -100,7 +100,7 @@ describe('audit hash chains (real Postgres)', () => {
     }
   });
 
-  it('refuses changes to a row still waiting for its seal, and any sealing that changes content', async () => {
+  it('refuses changes to a row waiting for its seal; a seal written by hand gets the true chain values', async () => {
     const [row] = await db.query<{ id: string }[]>(
       `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor)
        SELECT patient_id, pharmacy_id, 'sms', 'opted_out', 'api', 'k' FROM consent_events LIMIT 1 RETURNING id::text`,
@@ -108,15 +108,33 @@ describe('audit hash chains (real Postgres)', () => {
     await expect(
       db.query(`UPDATE consent_events SET status = 'opted_in' WHERE id = $1`, [row.id]),
     ).rejects.toThrow(/append-only/);
-    // Posing as the sealer does not help: a seal may only fill in the chain columns.
     await expect(
-      db.transaction(async (tx) => {
-        await tx.query(`SELECT set_config('rxnotify.audit_sealing', 'consent_events', true)`);
-        await tx.query(
-          `UPDATE consent_events SET status = 'opted_in', seq = 999999, prev_hash = 'x', hash = 'y' WHERE id = $1`,
-          [row.id],
-        );
-      }),
+      db.query(
+        `UPDATE consent_events SET status = 'opted_in', seq = 999999, prev_hash = 'x', hash = 'y' WHERE id = $1`,
+        [row.id],
+      ),
     ).rejects.toThrow(/append-only/);
+
+    // Touching only the chain columns seals the row, with the values the chain dictates, not the ones given.
+    const [before] = await db.query<{ seq: string; hash: string }[]>(
+      `SELECT seq::text, hash FROM audit_chain_heads WHERE chain = 'consent_events'`,
+    );
+    await db.query(`UPDATE consent_events SET seq = 999999, prev_hash = 'x', hash = 'y' WHERE id = $1`, [
+      row.id,
+    ]);
+    const [sealed] = await db.query<Record<string, string>[]>(
+      `SELECT seq::text, prev_hash, hash, patient_id::text, pharmacy_id::text, channel, status, source, actor,
+              audit_ts(at) AS at
+       FROM consent_events WHERE id = $1`,
+      [row.id],
+    );
+    expect(sealed.seq).toBe(String(Number(before.seq) + 1));
+    expect(sealed.prev_hash).toBe(before.hash);
+    const canonical = CHAIN_COLUMNS.consent_events.map((column) => sealed[column]).join('|');
+    expect(sealed.hash).toBe(rowHash(before.hash, canonical));
+    const [after] = await db.query<{ seq: string; hash: string }[]>(
+      `SELECT seq::text, hash FROM audit_chain_heads WHERE chain = 'consent_events'`,
+    );
+    expect(after).toEqual({ seq: sealed.seq, hash: sealed.hash });
   });
 });

@@ -40,20 +40,24 @@ export function rowHash(prevHash: string, canonical: string): string {
   return createHash('sha256').update(`${prevHash}\n${canonical}`).digest('hex');
 }
 
-/** Rows one sealing transaction chains at most. */
-const SEAL_BATCH = 10_000;
+/** Rows one sealing transaction chains at most (each moves the chain head, a row updated once per row). */
+const SEAL_BATCH = 500;
+/** A row still without its seal this long after it was written means sealing has stopped. */
+const SEAL_OVERDUE = '1 minute';
 
 /**
  * Chains the committed rows of `chain` that have no hash yet (all of them, batch after batch); returns how
  * many. Rows are written without their chain columns and sealed shortly after by `audit_seal` (migration
- * 1732600000000-audit-sealing): a session already sealing the chain makes this return at once with 0.
+ * 1732600000000-audit-sealing). Without `wait`, a chain another session is sealing is left to it (0); with
+ * it, this waits for that session and then seals every row committed before.
  */
-export async function sealChain(db: DataSource, chain: ChainName): Promise<number> {
+export async function sealChain(db: DataSource, chain: ChainName, wait = false): Promise<number> {
   let total = 0;
   for (;;) {
-    const [{ sealed }] = await db.query<{ sealed: number }[]>(`SELECT audit_seal($1, $2) AS sealed`, [
+    const [{ sealed }] = await db.query<{ sealed: number }[]>(`SELECT audit_seal($1, $2, $3) AS sealed`, [
       chain,
       SEAL_BATCH,
+      wait,
     ]);
     total += sealed;
     if (sealed < SEAL_BATCH) return total;
@@ -61,11 +65,11 @@ export async function sealChain(db: DataSource, chain: ChainName): Promise<numbe
 }
 
 /**
- * Seals what is waiting (see {@link sealChain}), then recomputes every hash of the chain in `seq` order, in
- * pages, without trusting the stored ones.
+ * Seals every row committed so far (see {@link sealChain}), then recomputes every hash of the chain in `seq`
+ * order, in pages, without trusting the stored ones.
  */
 export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5000): Promise<ChainReport> {
-  await sealUntilDone(db, chain);
+  await sealChain(db, chain, true);
   const columns = CHAIN_COLUMNS[chain];
   const select = columns
     .map((c) => (c === 'at' ? `audit_ts(at) AS at` : `coalesce(${c}::text, '') AS ${c}`))
@@ -113,6 +117,17 @@ export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5
     if (page.length < pageSize) break;
     after = page[page.length - 1].seq;
   }
+  const [overdue] = await db.query<{ id: string }[]>(
+    `SELECT id::text FROM ${chain} WHERE hash IS NULL AND at < now() - interval '${SEAL_OVERDUE}' ORDER BY id LIMIT 1`,
+  );
+  if (overdue) {
+    return {
+      chain,
+      rows,
+      head: prev,
+      broken: { chain, id: overdue.id, seq: '-', problem: `not sealed ${SEAL_OVERDUE} after it was written` },
+    };
+  }
   const [head] = await db.query<{ seq: string; hash: string }[]>(
     `SELECT seq::text, hash FROM audit_chain_heads WHERE chain = $1`,
     [chain],
@@ -131,16 +146,4 @@ export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5
     };
   }
   return { chain, rows, head: prev, broken: null };
-}
-
-/** Seals, waiting for a sealer already at work on the chain (an app's AuditSealer) to finish its batch. */
-async function sealUntilDone(db: DataSource, chain: ChainName): Promise<void> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    await sealChain(db, chain);
-    const [{ waiting }] = await db.query<{ waiting: boolean }[]>(
-      `SELECT EXISTS (SELECT 1 FROM ${chain} WHERE hash IS NULL) AS waiting`,
-    );
-    if (!waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }

@@ -210,8 +210,9 @@ export async function exportAudit(
 
   const files: Record<string, ExportedFile> = {};
   const heads = {} as Record<ChainName, { seq: string; hash: string }>;
-  // Rows committed but not yet sealed get their chain columns first, so the export has them.
-  for (const chain of CHAINS) await sealChain(db, chain);
+  // Rows committed but not yet sealed get their chain columns first (waiting for an app's sealer if one is at
+  // work), so the export has every row committed before it started.
+  for (const chain of CHAINS) await sealChain(db, chain, true);
   const runner = db.createQueryRunner();
   await runner.connect();
   try {

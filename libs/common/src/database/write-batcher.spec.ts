@@ -1,3 +1,4 @@
+import { QueryFailedError } from 'typeorm';
 import { WriteBatcher } from './write-batcher';
 
 /** A fake statement runner: records each statement's writes, fails a batch holding a "bad" write. */
@@ -7,7 +8,9 @@ function recordingBatcher(maxBatchSize = 64) {
     maxBatchSize,
     key: (w) => w.key,
     many: async (writes) => {
-      if (writes.some((w) => w.value === 'bad')) throw new Error('constraint violated');
+      if (writes.some((w) => w.value === 'bad'))
+        throw new QueryFailedError('INSERT …', [], new Error('constraint violated'));
+      if (writes.some((w) => w.value === 'lost')) throw new Error('Connection terminated unexpectedly');
       statements.push(writes.map((w) => `${w.key}=${w.value}`));
       return writes.map((w) => `ok ${w.value}`);
     },
@@ -63,5 +66,15 @@ describe('WriteBatcher', () => {
     const { batcher, statements } = recordingBatcher(2);
     await Promise.all(['a', 'b', 'c'].map((key) => batcher.write({ key, value: key })));
     expect(statements.map((s) => s.length).sort()).toEqual([1, 2]);
+  });
+
+  it('fails every write of a batch whose connection broke, and retries none (it may have committed)', async () => {
+    const { batcher, statements } = recordingBatcher();
+    const results = await Promise.allSettled([
+      batcher.write({ key: 'a', value: '1' }),
+      batcher.write({ key: 'b', value: 'lost' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(statements).toEqual([]);
   });
 });

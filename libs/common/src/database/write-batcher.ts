@@ -1,4 +1,5 @@
 import DataLoader from 'dataloader';
+import { QueryFailedError } from 'typeorm';
 
 export interface WriteBatcherOptions<In, Out> {
   /** The most writes one statement carries. */
@@ -18,9 +19,11 @@ export interface WriteBatcherOptions<In, Out> {
  * Every caller's promise settles only after the statement carrying its write committed, so an acknowledgement
  * that follows it is as durable as before.
  *
- * Writes with the same key go in successive statements, in arrival order. When a batch's statement fails
- * (one write breaks a constraint, say), each of its writes is retried alone, so one bad write fails only
- * its own caller.
+ * Writes with the same key go in successive statements, in arrival order. When Postgres refuses a batch's
+ * statement (one write breaks a constraint, say: the statement was rolled back), each of its writes is retried
+ * alone, so one bad write fails only its own caller. Any other failure (the connection broke, and the statement
+ * may have committed) fails every caller of the batch, as it would have failed each of them alone: retrying
+ * could write twice.
  */
 export class WriteBatcher<In, Out> {
   private readonly loader: DataLoader<In, Out>;
@@ -50,8 +53,9 @@ export class WriteBatcher<In, Out> {
     if (inputs.length > 1) {
       try {
         return await this.options.many(inputs);
-      } catch {
-        // Fall through: find out which write it was, and fail that one only.
+      } catch (error) {
+        if (!(error instanceof QueryFailedError)) return inputs.map(() => asError(error));
+        // Rolled back: find out which write it was, and fail that one only.
       }
     }
     return Promise.all(

@@ -3,19 +3,21 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 const CHAINS = ['consent_events', 'message_attempts', 'access_log'];
 
 /**
- * Audit rows are chained by a sealer, shortly after they commit, instead of by the inserting transaction.
+ * Audit rows are chained shortly after they commit, instead of by the inserting transaction.
  *
  * Before, each insert took the chain head's row lock and held it until its transaction committed, so every
  * transaction writing an audit row (each send, each callback, each read of patient data) queued behind the
  * one before it, commit and all: under load that queue was the largest wait in Postgres (bench/README.md).
- * Now an insert only stamps its time; the row is written durably with its transaction as before. `audit_seal`
- * then gives the committed rows without a hash their `seq`, `prev_hash` and `hash`, in id order, under the
- * head's lock, many rows per transaction. Every app calls it every 200 ms (AuditSealer); `audit verify` and
- * `audit export` call it first. The chain scheme and what verification checks are unchanged
- * (docs/security.md).
+ * Now an insert only stamps its time, and the row is written durably with its transaction as before.
  *
- * The append-only trigger still refuses every UPDATE, DELETE and TRUNCATE, except the sealer's own update:
- * one that only fills in the three chain columns of a row that had none, inside `audit_seal`.
+ * Sealing is an UPDATE of a row that has no hash yet which changes nothing but the chain columns; the trigger
+ * then assigns them itself, under the head's row lock, exactly as the insert trigger did: `seq` the head's
+ * next, `prev_hash` the head's hash, `hash` over the row. Whoever runs such an update can therefore only
+ * seal rows correctly; any other UPDATE, DELETE or TRUNCATE is refused as before. `audit_seal(chain,
+ * max_rows, wait)` seals up to max_rows committed rows in id order in one transaction; every app calls it
+ * every 200 ms (AuditSealer, which skips a chain another session is sealing), and `audit verify` and
+ * `audit export` call it waiting for the head, so they see every row committed before them. The chain scheme
+ * and what verification checks are unchanged (docs/security.md).
  */
 export class AuditSealing1732600000000 implements MigrationInterface {
   name = 'AuditSealing1732600000000';
@@ -27,7 +29,7 @@ export class AuditSealing1732600000000 implements MigrationInterface {
       );
       await q.query(`CREATE INDEX IF NOT EXISTS ${table}_unsealed_idx ON ${table} (id) WHERE hash IS NULL`);
     }
-    // An insert stamps its time; the chain columns are the sealer's alone.
+    // An insert stamps its time; the chain columns are assigned when the row is sealed.
     await q.query(`
       CREATE OR REPLACE FUNCTION audit_chain_append() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
@@ -39,58 +41,55 @@ export class AuditSealing1732600000000 implements MigrationInterface {
       END $$`);
     await q.query(`
       CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        head audit_chain_heads;
       BEGIN
         IF TG_OP = 'UPDATE' THEN
-          IF current_setting('rxnotify.audit_sealing', true) = TG_TABLE_NAME AND OLD.hash IS NULL
-             AND NEW.hash IS NOT NULL
+          IF OLD.hash IS NULL
              AND to_jsonb(OLD) - ARRAY['seq', 'prev_hash', 'hash'] = to_jsonb(NEW) - ARRAY['seq', 'prev_hash', 'hash'] THEN
+            SELECT * INTO head FROM audit_chain_heads WHERE chain = TG_TABLE_NAME FOR UPDATE;
+            NEW.seq := head.seq + 1;
+            NEW.prev_hash := head.hash;
+            NEW.hash := encode(digest(head.hash || E'\\n' || audit_canonical(TG_TABLE_NAME,
+                          to_jsonb(NEW) || jsonb_build_object('at', audit_ts(NEW.at))), 'sha256'), 'hex');
+            UPDATE audit_chain_heads SET seq = NEW.seq, hash = NEW.hash WHERE chain = TG_TABLE_NAME;
             RETURN NEW;
           END IF;
         END IF;
         RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
       END $$`);
-    // Seals up to max_rows committed rows of one chain; 0 when none are waiting or another session is sealing it.
+    // Seals up to max_rows committed rows of one chain, in id order; 0 when none wait, or when another session
+    // is sealing the chain and wait is false.
     await q.query(`
-      CREATE FUNCTION audit_seal(tbl text, max_rows integer) RETURNS integer LANGUAGE plpgsql AS $$
+      CREATE FUNCTION audit_seal(tbl text, max_rows integer, wait boolean DEFAULT false) RETURNS integer
+      LANGUAGE plpgsql AS $$
       DECLARE
-        head audit_chain_heads;
         r record;
-        h text;
         n integer := 0;
       BEGIN
         IF tbl NOT IN ('consent_events', 'message_attempts', 'access_log') THEN
           RAISE EXCEPTION 'no audit chain named %', tbl;
         END IF;
-        SELECT * INTO head FROM audit_chain_heads WHERE chain = tbl FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-          RETURN 0;
+        IF wait THEN
+          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE;
+        ELSE
+          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE SKIP LOCKED;
+          IF NOT FOUND THEN
+            RETURN 0;
+          END IF;
         END IF;
-        PERFORM set_config('rxnotify.audit_sealing', tbl, true);
-        FOR r IN EXECUTE format(
-          'SELECT id, to_jsonb(t) || jsonb_build_object(''at'', audit_ts(t.at)) AS j FROM %I t
-           WHERE hash IS NULL ORDER BY id LIMIT $1 FOR UPDATE', tbl) USING max_rows
+        FOR r IN EXECUTE format('SELECT id FROM %I WHERE hash IS NULL ORDER BY id LIMIT $1', tbl) USING max_rows
         LOOP
-          head.seq := head.seq + 1;
-          h := encode(digest(head.hash || E'\\n' || audit_canonical(tbl, r.j || jsonb_build_object('seq', head.seq)), 'sha256'), 'hex');
-          EXECUTE format('UPDATE %I SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4', tbl)
-            USING head.seq, head.hash, h, r.id;
-          head.hash := h;
+          -- The trigger assigns seq, prev_hash and hash.
+          EXECUTE format('UPDATE %I SET hash = '''' WHERE id = $1 AND hash IS NULL', tbl) USING r.id;
           n := n + 1;
         END LOOP;
-        IF n > 0 THEN
-          UPDATE audit_chain_heads SET seq = head.seq, hash = head.hash WHERE chain = tbl;
-        END IF;
-        PERFORM set_config('rxnotify.audit_sealing', '', true);
         RETURN n;
       END $$`);
   }
 
   async down(q: QueryRunner): Promise<void> {
-    // Seal what is waiting, then go back to chaining at insert time.
-    for (const table of CHAINS) {
-      await q.query(`SELECT audit_seal($1, 2147483647)`, [table]);
-    }
-    await q.query(`DROP FUNCTION audit_seal(text, integer)`);
+    // Chain at insert time again first, so nothing new waits; then seal what waits, waiting for any sealer.
     await q.query(`
       CREATE OR REPLACE FUNCTION audit_chain_append() RETURNS trigger LANGUAGE plpgsql AS $$
       DECLARE head audit_chain_heads;
@@ -105,6 +104,13 @@ export class AuditSealing1732600000000 implements MigrationInterface {
         UPDATE audit_chain_heads SET hash = NEW.hash WHERE chain = TG_TABLE_NAME;
         RETURN NEW;
       END $$`);
+    for (const table of CHAINS) {
+      for (;;) {
+        const [{ n }] = (await q.query(`SELECT audit_seal($1, 500, true) AS n`, [table])) as { n: number }[];
+        if (n === 0) break;
+      }
+    }
+    await q.query(`DROP FUNCTION audit_seal(text, integer, boolean)`);
     await q.query(`
       CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
