@@ -106,7 +106,7 @@ export class AuditSealing1732600000000 implements MigrationInterface {
       END $$`);
     for (const table of CHAINS) {
       for (;;) {
-        const [{ n }] = (await q.query(`SELECT audit_seal($1, 500, true) AS n`, [table])) as { n: number }[];
+        const [{ n }] = (await q.query(`SELECT audit_seal($1, 50, true) AS n`, [table])) as { n: number }[];
         if (n === 0) break;
       }
     }
