@@ -860,8 +860,14 @@ describe('detailed messages (drugName)', () => {
           if (text !== generic) {
             // Named: the drug's first word, as transliterated, is in the text.
             // (Trailing punctuation of a drug name is dropped in the text: "Your a/c is ready", not "a/c. is".)
-            // (Control characters read as spaces, as the renderer treats them.)
-            const first = toGsm7([...drug].map((c) => (hasControlCharacter(c) ? ' ' : c)).join(''))
+            // (Control characters and every kind of space, U+2028 and U+FEFF included, read as spaces before
+            // transliteration, as the renderer treats them: transliteration alone would drop some of them.)
+            const first = toGsm7(
+              [...drug]
+                .map((c) => (hasControlCharacter(c) ? ' ' : c))
+                .join('')
+                .replace(/\s+/g, ' '),
+            )
               .replace(/\s+/g, ' ')
               .trim()
               .split(' ')[0]
@@ -873,6 +879,13 @@ describe('detailed messages (drugName)', () => {
       ),
       { numRuns: 1500 },
     );
+  });
+
+  it('splits a drug name at any kind of space, even one transliteration would drop (U+2028, U+1680, U+FEFF)', () => {
+    for (const space of ['\u2028', '\u2029', '\u1680', '\ufeff']) {
+      const text = renderSms('ready', 'en', { ...drug, drugName: `Lisinopril${space}10 mg` });
+      expect(text).toContain('Your Lisinopril 10 mg is ready');
+    }
   });
 
   it('names the drug in a voice message too, briefly, under 60 words', () => {
