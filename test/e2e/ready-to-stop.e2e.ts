@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { client, startStack, type Stack } from '../helpers/stack';
 import { waitFor } from '../helpers/wait';
 
@@ -202,6 +203,21 @@ describe('ready → text → STOP (all apps and the Twilio sandbox as processes)
       sms: { status: string };
     };
     expect(consent.sms.status).toBe('opted_in');
+  });
+
+  it('keeps idle connections open 65 s, longer than the proxies in front usually keep theirs', async () => {
+    for (const url of [stack.urls.consentApi, stack.urls.scheduler, stack.urls.dispatcher]) {
+      const agent = new http.Agent({ keepAlive: true });
+      const header = await new Promise<string | undefined>((resolve, reject) => {
+        http
+          .get(`${url}/health/live`, { agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(String(res.headers['keep-alive'])));
+          })
+          .on('error', reject);
+      }).finally(() => agent.destroy());
+      expect(header).toBe('timeout=65');
+    }
   });
 
   it('keeps phone numbers, names and message bodies out of every log line', () => {

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { DynamicModule } from '@nestjs/common';
 import { ConfigError, loadConfig, type AppConfig } from '../config/config';
 import { startTelemetry, stopTelemetry } from '../telemetry/sdk';
@@ -39,4 +40,12 @@ export async function bootstrap(entry: AppEntry): Promise<void> {
   const { createHttpApp } = await import('./bootstrap');
   const app = await createHttpApp(await entry.module(config), entry, stopTelemetry);
   await app.listen(entry.port(config));
+  const server = app.getHttpServer() as Server;
+  // Idle keep-alive connections outlive what clients and proxies in front usually keep theirs (60 s), so a
+  // client never sends its request down a socket the server is just closing (it would see ECONNRESET).
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  server.headersTimeout = KEEP_ALIVE_MS + 1000;
 }
+
+/** How long an idle keep-alive connection stays open. */
+export const KEEP_ALIVE_MS = 65_000;
