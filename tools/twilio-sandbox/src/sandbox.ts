@@ -507,17 +507,27 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     res.status(201).json(answer);
   });
 
-  api.get('/Messages.json', (req, res) => {
-    const filtered = filterRecords(req.query, messages, 'DateSent', (m) => m.createdAt);
-    if ('error' in filtered) return sendTwilioError(res, filtered.error);
-    sendPage(req, res, `${accountUri}/Messages.json`, 'messages', filtered.items.map(messageResource));
-  });
+  readRoutes('Messages', 'messages', 'DateSent', () => messages, messageResource);
 
-  api.get('/Messages/:sid.json', (req, res) => {
-    const message = messages.find((m) => m.sid === req.params.sid);
-    if (!message) return sendTwilioError(res, twilioError(404, 20404));
-    res.json(messageResource(message));
-  });
+  /** The list (filtered, paged) and fetch-by-sid routes of one resource, as Twilio serves them. */
+  function readRoutes<T extends { sid: string; to: string; from: string; createdAt: Date }>(
+    resource: 'Messages' | 'Calls',
+    listKey: 'messages' | 'calls',
+    dateFilter: 'DateSent' | 'StartTime',
+    records: () => T[],
+    toResource: (record: T) => object,
+  ): void {
+    api.get(`/${resource}.json`, (req, res) => {
+      const filtered = filterRecords(req.query, records(), dateFilter, (r) => r.createdAt);
+      if ('error' in filtered) return sendTwilioError(res, filtered.error);
+      sendPage(req, res, `${accountUri}/${resource}.json`, listKey, filtered.items.map(toResource));
+    });
+    api.get(`/${resource}/:sid.json`, (req, res) => {
+      const record = records().find((r) => r.sid === req.params.sid);
+      if (!record) return sendTwilioError(res, twilioError(404, 20404));
+      res.json(toResource(record));
+    });
+  }
 
   api.post('/Calls.json', (req, res) => {
     const to = param(req.body, 'To');
@@ -558,17 +568,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     res.status(201).json(answer);
   });
 
-  api.get('/Calls.json', (req, res) => {
-    const filtered = filterRecords(req.query, calls, 'StartTime', (c) => c.createdAt);
-    if ('error' in filtered) return sendTwilioError(res, filtered.error);
-    sendPage(req, res, `${accountUri}/Calls.json`, 'calls', filtered.items.map(callResource));
-  });
-
-  api.get('/Calls/:sid.json', (req, res) => {
-    const call = calls.find((c) => c.sid === req.params.sid);
-    if (!call) return sendTwilioError(res, twilioError(404, 20404));
-    res.json(callResource(call));
-  });
+  readRoutes('Calls', 'calls', 'StartTime', () => calls, callResource);
 
   // ---------------------------------------------------------------- sandbox control
 
