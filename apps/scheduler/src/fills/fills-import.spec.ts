@@ -1,12 +1,13 @@
-import { Queue } from 'bullmq';
 import request from 'supertest';
-import { QueueName } from '@rxnotify/common/queue/queue.catalog';
-import { startTestApp, type TestApp } from '../../../../test/helpers/app';
+import type { TestApp } from '../../../../test/helpers/app';
 import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
-import { SchedulerModule } from '../scheduler.module';
+import {
+  hoursAgo,
+  startSchedulerWithPatient,
+  type SchedulerUnderTest,
+} from '../../../../test/helpers/scheduler';
 import { FILL_COLUMNS } from './fills-csv';
 
-const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000).toISOString();
 type Result = { externalId: string | null; id?: string; outcome: string; errors?: string[]; line: number };
 
 describe('fills CSV import (scheduler, real Postgres and Redis)', () => {
@@ -14,23 +15,14 @@ describe('fills CSV import (scheduler, real Postgres and Redis)', () => {
   let pharmacy: PharmacyFixture;
   let patient: PatientFixture;
   let staff: string;
-  let queue: Queue;
+
+  let scheduler: SchedulerUnderTest;
 
   beforeAll(async () => {
-    t = await startTestApp((config) => SchedulerModule.forRoot(config), { largeBodyRoutes: ['/v1/fills'] });
-    pharmacy = await t.given.pharmacy({ settings: { readyCoalesceSeconds: 0 } });
-    patient = await t.given.patient(pharmacy, { consent: ['sms'] });
-    staff = await t.given.apiKey('staff', pharmacy);
-    queue = new Queue(QueueName.Delivery, {
-      connection: { host: '127.0.0.1', port: 6379 },
-      prefix: t.config.queue.prefix,
-    });
+    scheduler = await startSchedulerWithPatient();
+    ({ t, pharmacy, patient, staff } = scheduler);
   });
-  afterAll(async () => {
-    await queue.obliterate({ force: true });
-    await queue.close();
-    await t.close();
-  });
+  afterAll(() => scheduler.close());
 
   let serial = 0;
   /** One CSV line in FILL_COLUMNS order; values are written as given (quote them yourself). */

@@ -1,11 +1,12 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import request from 'supertest';
-import { QueueName } from '@rxnotify/common/queue/queue.catalog';
-import { startTestApp, type TestApp } from '../../../../test/helpers/app';
+import type { TestApp } from '../../../../test/helpers/app';
 import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
-import { SchedulerModule } from '../scheduler.module';
-
-const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000).toISOString();
+import {
+  hoursAgo,
+  startSchedulerWithPatient,
+  type SchedulerUnderTest,
+} from '../../../../test/helpers/scheduler';
 
 describe('fills (scheduler, real Postgres and Redis)', () => {
   let t: TestApp;
@@ -14,21 +15,13 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
   let staff: string;
   let queue: Queue;
 
+  let scheduler: SchedulerUnderTest;
+
   beforeAll(async () => {
-    t = await startTestApp((config) => SchedulerModule.forRoot(config), { largeBodyRoutes: ['/v1/fills'] });
-    pharmacy = await t.given.pharmacy({ settings: { readyCoalesceSeconds: 0 } });
-    patient = await t.given.patient(pharmacy, { consent: ['sms'] });
-    staff = await t.given.apiKey('staff', pharmacy);
-    queue = new Queue(QueueName.Delivery, {
-      connection: { host: '127.0.0.1', port: 6379 },
-      prefix: t.config.queue.prefix,
-    });
+    scheduler = await startSchedulerWithPatient();
+    ({ t, pharmacy, patient, staff, queue } = scheduler);
   });
-  afterAll(async () => {
-    await queue.obliterate({ force: true });
-    await queue.close();
-    await t.close();
-  });
+  afterAll(() => scheduler.close());
 
   const fill = (overrides: Record<string, unknown> = {}) => ({
     pharmacyId: pharmacy.id,
