@@ -11,7 +11,11 @@ export default async function globalSetup(): Promise<void> {
   const run = Date.now().toString(36);
   process.env.RXN_TEST_RUN = run;
   await withAdmin(async (admin) => {
-    const { rows } = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE $1`, [`${DB_PREFIX}%`]);
+    // starts_with, not LIKE: `_` is a LIKE wildcard, and 'rxnotify' LIKE 'rxn_t_%' would drop the dev database.
+    const { rows } = await admin.query<{ datname: string }>(
+      `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`,
+      [DB_PREFIX],
+    );
     for (const { datname } of rows) {
       const started = parseInt(datname.slice(DB_PREFIX.length).split('_')[0], 36);
       if (!Number.isFinite(started) || Date.now() - started > STALE_AFTER_MS) {
