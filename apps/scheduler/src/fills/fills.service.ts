@@ -40,6 +40,14 @@ const MARK_READY = `WITH fill AS (
         (SELECT id FROM notifications WHERE dedup_key = 'ready:' || $1::text) AS existing_id
  FROM fill`;
 
+/**
+ * A fill pushed as ready without `readyAt` became ready when it was pushed ($17, now), not when it was filled: a fill
+ * that waited days on insurance is still news. Re-sent without `readyAt`, it keeps the time first recorded, so a
+ * re-sent batch changes nothing; a `readyAt` given is taken as it is.
+ */
+const READY_AT = `CASE WHEN EXCLUDED.status = 'ready' AND EXCLUDED.ready_at = $17::timestamptz
+                       THEN coalesce(f.ready_at, EXCLUDED.ready_at) ELSE EXCLUDED.ready_at END`;
+
 /** Stale-making statuses: a reminder about a fill in one of these must not go out. */
 const DONE_STATUSES = ['picked_up', 'returned_to_stock', 'cancelled'];
 
@@ -131,6 +139,7 @@ export class FillsService {
         tx,
         rows.map((r) => r.fill),
         patients,
+        now,
       );
       for (const { index, fill } of rows) {
         const row = stored.get(`${fill.pharmacyId}\u0000${fill.externalId}`);
@@ -281,7 +290,7 @@ export class FillsService {
   }
 
   /** One statement for the whole batch; a re-sent, unchanged fill is left untouched. */
-  private async writeFills(tx: EntityManager, fills: FillDto[], patients: Map<string, string>) {
+  private async writeFills(tx: EntityManager, fills: FillDto[], patients: Map<string, string>, now: Date) {
     const column = <T>(pick: (f: FillDto) => T) => fills.map(pick);
     const rows = await tx.query<
       {
@@ -296,14 +305,20 @@ export class FillsService {
       `INSERT INTO fills AS f (pharmacy_id, patient_id, external_id, rx_number, fill_number, drug_name, ndc, quantity,
                                days_supply, refills_remaining, filled_at, status, ready_at, picked_up_at, maintenance,
                                therapeutic_class)
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
-                            $8::numeric[], $9::int[], $10::int[], $11::timestamptz[], $12::text[], $13::timestamptz[],
-                            $14::timestamptz[], $15::boolean[], $16::text[])
+       SELECT pharmacy_id, patient_id, external_id, rx_number, fill_number, drug_name, ndc, quantity, days_supply,
+              refills_remaining, filled_at, status,
+              coalesce(ready_at, CASE WHEN status = 'ready' THEN $17::timestamptz END),
+              picked_up_at, maintenance, therapeutic_class
+       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+                   $8::numeric[], $9::int[], $10::int[], $11::timestamptz[], $12::text[], $13::timestamptz[],
+                   $14::timestamptz[], $15::boolean[], $16::text[])
+         AS u(pharmacy_id, patient_id, external_id, rx_number, fill_number, drug_name, ndc, quantity, days_supply,
+              refills_remaining, filled_at, status, ready_at, picked_up_at, maintenance, therapeutic_class)
        ON CONFLICT (pharmacy_id, external_id) DO UPDATE SET
          patient_id = EXCLUDED.patient_id, rx_number = EXCLUDED.rx_number, fill_number = EXCLUDED.fill_number,
          drug_name = EXCLUDED.drug_name, ndc = EXCLUDED.ndc, quantity = EXCLUDED.quantity,
          days_supply = EXCLUDED.days_supply, refills_remaining = EXCLUDED.refills_remaining,
-         filled_at = EXCLUDED.filled_at, status = EXCLUDED.status, ready_at = EXCLUDED.ready_at,
+         filled_at = EXCLUDED.filled_at, status = EXCLUDED.status, ready_at = ${READY_AT},
          picked_up_at = EXCLUDED.picked_up_at, maintenance = EXCLUDED.maintenance,
          therapeutic_class = EXCLUDED.therapeutic_class, updated_at = now()
        WHERE (f.patient_id, f.rx_number, f.fill_number, f.drug_name, f.ndc, f.quantity, f.days_supply,
@@ -311,7 +326,7 @@ export class FillsService {
          IS DISTINCT FROM
              (EXCLUDED.patient_id, EXCLUDED.rx_number, EXCLUDED.fill_number, EXCLUDED.drug_name, EXCLUDED.ndc,
               EXCLUDED.quantity, EXCLUDED.days_supply, EXCLUDED.refills_remaining, EXCLUDED.filled_at, EXCLUDED.status,
-              EXCLUDED.ready_at, EXCLUDED.picked_up_at, EXCLUDED.maintenance, EXCLUDED.therapeutic_class)
+              ${READY_AT}, EXCLUDED.picked_up_at, EXCLUDED.maintenance, EXCLUDED.therapeutic_class)
        RETURNING f.id, f.pharmacy_id, f.patient_id, f.external_id, f.status, (xmax = 0) AS created`,
       [
         column((f) => f.pharmacyId),
@@ -326,10 +341,11 @@ export class FillsService {
         column((f) => f.refillsRemaining),
         column((f) => f.filledAt),
         column((f) => f.status),
-        column((f) => f.readyAt ?? (f.status === 'ready' ? f.filledAt : null)),
+        column((f) => f.readyAt ?? null),
         column((f) => f.pickedUpAt ?? null),
         column((f) => f.maintenance ?? false),
         column((f) => f.therapeuticClass ?? null),
+        now,
       ],
     );
     const result = new Map<

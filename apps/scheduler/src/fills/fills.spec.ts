@@ -100,6 +100,25 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
     expect(job?.data).toEqual({ notificationId: notifications[0].id });
   });
 
+  it('notices a fill filled days ago and pushed as ready without readyAt, once, keeping when it became ready', async () => {
+    // Filled three days ago, held for insurance, ready now: the PhMS sends no readyAt.
+    const waited = fill({ status: 'in_progress', filledAt: hoursAgo(72) });
+    const [created] = (await post({ fills: [waited] }).expect(200)).body.results;
+    const pushedAt = Date.now();
+    await post({ fills: [{ ...waited, status: 'ready' }] }).expect(200);
+    const [stored] = await t.db.query(`SELECT ready_at, updated_at FROM fills WHERE id = $1`, [created.id]);
+    expect(stored.ready_at.getTime()).toBeGreaterThanOrEqual(pushedAt - 1000);
+    const notices = await t.db.query(`SELECT kind FROM notifications WHERE fill_ids = ARRAY[$1::uuid]`, [
+      created.id,
+    ]);
+    expect(notices).toEqual([{ kind: 'ready' }]);
+
+    // Re-sent the same way later: nothing changes, not even the time it became ready.
+    await post({ fills: [{ ...waited, status: 'ready' }] }).expect(200);
+    const [again] = await t.db.query(`SELECT ready_at, updated_at FROM fills WHERE id = $1`, [created.id]);
+    expect(again).toEqual(stored);
+  });
+
   it('gives the same notification for repeated ready clicks', async () => {
     const [created] = (await post({ fills: [fill()] }).expect(200)).body.results;
     const first = await request(t.http)
