@@ -1,5 +1,5 @@
-# One image for every rxnotify process; the command picks the app (one process per container).
 # syntax=docker/dockerfile:1
+# One image for every rxnotify process; the command picks the app (one process per container).
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app

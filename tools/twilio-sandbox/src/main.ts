@@ -12,7 +12,7 @@ async function main(): Promise<void> {
     host: env.TWILIO_SANDBOX_HOST ?? '127.0.0.1',
     accountSid: env.TWILIO_ACCOUNT_SID ?? 'AC00000000000000000000000000000000',
     authToken: env.TWILIO_AUTH_TOKEN ?? 'sandbox-auth-token',
-    consentApiUrl: env.CONSENT_API_PUBLIC_URL ?? 'http://localhost:3000',
+    consentApiUrl: env.CONSENT_API_PUBLIC_URL ?? `http://localhost:${env.CONSENT_API_PORT ?? 3000}`,
   });
   console.log(`twilio-sandbox listening on ${sandbox.url}`);
 
