@@ -124,9 +124,10 @@ describe('ready → text → STOP (all apps and the Twilio sandbox as processes)
       return received.length > 0 ? received : null;
     });
     expect(text.from).toBe('+14155550100');
-    expect(text.body).toContain('Main Street Pharmacy');
-    expect(text.body).toMatch(/Reply STOP to opt out\.$/);
-    expect(text.body).not.toContain('Metformin');
+    // The pharmacy, its callback phone, the opt-out line: and no drug name.
+    expect(text.body).toBe(
+      'Main Street Pharmacy: Your prescription is ready for pickup. Questions? Call +14155550199. Reply STOP to opt out.',
+    );
 
     await waitFor('delivered', async () => (await notificationState(notificationId)).state === 'delivered');
     const messages = await staffDispatcher.get(`/v1/messages?notificationId=${notificationId}`);
@@ -155,8 +156,15 @@ describe('ready → text → STOP (all apps and the Twilio sandbox as processes)
     const before = (await staffConsent.get(`/v1/patients/${patientId}/consent`)).body as {
       history: unknown[];
     };
-    await inbound('START', 'SM00000000000000000000000000000002');
-    await inbound('START', 'SM00000000000000000000000000000002');
+    const first = (await inbound('START', 'SM00000000000000000000000000000002')).body as { body: string };
+    const second = (await inbound('START', 'SM00000000000000000000000000000002')).body as {
+      status: number;
+      body: string;
+    };
+    expect(first.body).toContain('<Message>');
+    // The redelivery is acknowledged (Twilio stops retrying) and answered with nothing: no second confirmation.
+    expect(second).toMatchObject({ status: 200 });
+    expect(second.body).not.toContain('<Message>');
     const after = (await staffConsent.get(`/v1/patients/${patientId}/consent`)).body as {
       sms: { status: string };
       history: unknown[];

@@ -18,6 +18,12 @@ class ProbeController {
     return { size: JSON.stringify(body).length };
   }
 
+  @Post('big/:id/ready')
+  @HttpCode(200)
+  belowBig(@Body() body: unknown) {
+    return { size: JSON.stringify(body).length };
+  }
+
   @Get('missing')
   missing() {
     throw new NotFoundError('patient');
@@ -67,6 +73,12 @@ describe('the HTTP edge every app shares', () => {
   it('lets bulk routes take up to 32 MB', async () => {
     await request(http).post('/big').send(payload(5_000_000)).expect(200);
     await request(http).post('/big').send(payload(34_000_000)).expect(413);
+  });
+
+  it('keeps the 1 MB cap on routes below a bulk route', async () => {
+    await request(http).post('/big/1/ready').send(payload(900_000)).expect(200);
+    await request(http).post('/big/1/ready').send(payload(1_100_000)).expect(413);
+    await request(http).post('/big/').send(payload(1_100_000)).expect(200);
   });
 
   it('answers malformed JSON with a 400 in JSON', async () => {

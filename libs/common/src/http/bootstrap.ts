@@ -99,7 +99,12 @@ export function configureHttpApp(app: INestApplication, options: HttpAppOptions)
   app.use(helmet());
   const large = options.largeBodyRoutes ?? [];
   if (large.length > 0) {
-    app.use(large, express.json({ limit: '32mb', type: ['application/json', 'application/fhir+json'] }));
+    // Exactly these paths: `app.use(path)` would match every route below them (`/v1/fills/{id}/ready` too).
+    const routes = new Set(large);
+    const parseLarge = express.json({ limit: '32mb', type: ['application/json', 'application/fhir+json'] });
+    app.use((req: Request, res: Response, next: NextFunction) =>
+      routes.has(req.path.replace(/(.)\/+$/, '$1')) ? parseLarge(req, res, next) : next(),
+    );
   }
   app.use(express.json({ limit: '1mb', type: ['application/json', 'application/fhir+json'] }));
   app.use(express.urlencoded({ extended: false, limit: '1mb' }));

@@ -78,6 +78,10 @@ describe('pharmacy settings', () => {
       { reminderCaps: { perDay: 1, perWeek: 51 } },
       'settings.reminderCaps.perWeek must be an integer from 0 to 50',
     ],
+    [
+      { reminderCaps: { perDay: 5, perWeek: 1 } },
+      'settings.reminderCaps.perDay must not be more than settings.reminderCaps.perWeek (a day is part of a week)',
+    ],
   ])('refuses %j naming the path', (input, problem) => {
     const result = validatePharmacySettings(input);
     expect(result.problems).toContain(problem);

@@ -134,7 +134,17 @@ const FIELDS: { [K in keyof PharmacySettings]: Check<PharmacySettings[K]> } = {
   returnToStockDay: integer(1, 60),
   adherenceGraceDays: integer(0, 60),
   sendRatePerSecond: integer(1, 1000),
-  reminderCaps: object<PharmacySettings['reminderCaps']>({ perDay: integer(0, 10), perWeek: integer(0, 50) }),
+  reminderCaps: (value, path, problems) => {
+    const caps = object<PharmacySettings['reminderCaps']>({
+      perDay: integer(0, 10),
+      perWeek: integer(0, 50),
+    })(value, path, problems);
+    if (caps && caps.perDay > caps.perWeek) {
+      problems.push(`${path}.perDay must not be more than ${path}.perWeek (a day is part of a week)`);
+      return undefined;
+    }
+    return caps;
+  },
   templates: (value, path, problems) => templates(value, path, problems, undefined),
 };
 
