@@ -14,6 +14,7 @@ import {
 import type { Request } from 'express';
 import { CurrentPrincipal, Roles } from '@rxnotify/common/auth/api-key.guard';
 import type { Principal } from '@rxnotify/common/auth/api-keys';
+import { AccessRoute } from '@rxnotify/common/http/params';
 import { openCsvBody } from './csv-request';
 import { FillBatchDto, FillResultsDto } from './fill.dto';
 import { CSV_EXAMPLE, FillImportResultsDto } from './fill-import.dto';
@@ -36,9 +37,9 @@ export class FillsController {
   async upsert(
     @Body() batch: FillBatchDto,
     @CurrentPrincipal() principal: Principal,
-    @Req() req: Request,
+    @AccessRoute() route: string,
   ): Promise<FillResultsDto> {
-    return { results: await this.fills.upsert(principal, batch.fills, req.route.path) };
+    return { results: await this.fills.upsert(principal, batch.fills, route) };
   }
 
   @Post('import')
@@ -65,10 +66,11 @@ export class FillsController {
   async importCsv(
     @Req() req: Request,
     @CurrentPrincipal() principal: Principal,
+    @AccessRoute() route: string,
   ): Promise<FillImportResultsDto> {
     const body = openCsvBody(req);
     try {
-      return { results: await this.imports.importCsv(principal, body.stream, req.route.path) };
+      return { results: await this.imports.importCsv(principal, body.stream, route) };
     } catch (error) {
       throw body.httpError(error);
     } finally {
@@ -83,9 +85,9 @@ export class FillsController {
   markReady(
     @Param('id', ParseUUIDPipe) id: string,
     @CurrentPrincipal() principal: Principal,
-    @Req() req: Request,
+    @AccessRoute() route: string,
   ) {
-    return this.fills.markReady(principal, id, req.route.path);
+    return this.fills.markReady(principal, id, route);
   }
 
   @Post(':id/pickup')
@@ -94,8 +96,8 @@ export class FillsController {
   markPickedUp(
     @Param('id', ParseUUIDPipe) id: string,
     @CurrentPrincipal() principal: Principal,
-    @Req() req: Request,
+    @AccessRoute() route: string,
   ) {
-    return this.fills.markPickedUp(principal, id, req.route.path);
+    return this.fills.markPickedUp(principal, id, route);
   }
 }
