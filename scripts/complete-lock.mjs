@@ -4,7 +4,7 @@
 // as out of sync. Each entry written here carries its os/cpu, so npm ci skips it on any other platform
 // without fetching it, exactly as it would with a lock written against the full registry.
 // Run after `npm install <something>`: node scripts/complete-lock.mjs
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 const lock = JSON.parse(readFileSync('package-lock.json', 'utf8'));
 const platform = (name) => {
   const m = /(darwin|linux|win32|freebsd|android|openbsd|sunos|aix)-(x64|arm64|arm|ia32|ppc64|s390x|riscv64|loong64)/.exec(name);

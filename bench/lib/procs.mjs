@@ -4,7 +4,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } f
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXPERIMENTS, PHI_ENCRYPTION_KEYS, PHI_INDEX_KEY, REDIS_URL, ROOT, RUN_ID, dist, log, sleep } from './env.mjs';
+import { EXPERIMENTS, PHI_ENCRYPTION_KEYS, PHI_INDEX_KEY, REDIS_URL, ROOT, RUN_ID, dist, sleep } from './env.mjs';
 import { request } from './http.mjs';
 
 const ENTRIES = {
