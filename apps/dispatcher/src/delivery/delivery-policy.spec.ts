@@ -178,10 +178,28 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     expect(call.twiml).toMatch(/<Gather[^>]*numDigits="1"/);
     expect(call.twiml).toContain('press 9');
     expect(call.machineDetection).toBe('DetectMessageEnd');
+    expect(call.asyncAmd).toBe(true);
     await waitFor('delivered by call', async () => (await state(notificationId)).state === 'delivered');
+    const [answered] = callsTo(patient);
+    expect(answered.answeredBy).toBe('human');
+    expect(answered.playedTwiml).toBe(call.twiml);
     expect((await state(notificationId)).channel).toBe('voice');
     const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
     expect(line.line_type).toBe('landline');
+  });
+
+  it('leaves a voicemail the message without the press-9 menu', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['voice'] });
+    sandbox.answerAs(patient.phone, 'machine_end_beep');
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('delivered by call', async () => (await state(notificationId)).state === 'delivered');
+    const [call] = callsTo(patient);
+    expect(call.answeredBy).toBe('machine_end_beep');
+    expect(call.playedTwiml).toContain('Main Street Pharmacy');
+    expect(call.playedTwiml).toMatch(/<Say[^>]*>[^<]*Main Street Pharmacy[^<]*<\/Say><Hangup\/>/);
+    expect(call.playedTwiml).not.toContain('<Gather');
+    expect(call.playedTwiml).not.toContain('press 9');
   });
 
   it('sends a landline without voice consent to staff follow-up', async () => {

@@ -1,7 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
-import twilio from 'twilio';
 import { DataSource, type EntityManager } from 'typeorm';
 import { Clock } from '@rxnotify/common/clock/clock';
 import type { AppConfig } from '@rxnotify/common/config/config';
@@ -33,6 +32,7 @@ import {
 } from './delivery.policy';
 import { SendRateLimiter } from './send-rate-limiter';
 import { capRelease, earliestSend } from './timing.policy';
+import { callTwiml } from './voice-twiml';
 
 /** How long a claim holds a notification before another worker may take it over. */
 export const LEASE_SECONDS = 60;
@@ -406,6 +406,7 @@ export class DeliveryService {
               from,
               twiml: this.voiceTwiml(content, group.head.language),
               statusCallback: this.callbackUrl('voice/status', messageId),
+              amdStatusCallback: this.callbackUrl('voice/amd', messageId),
             });
       await this.recordAccepted(messageId, receipt.sid, receipt.status, channel);
       this.metrics.messageSent(group.head.kind, channel);
@@ -803,27 +804,12 @@ export class DeliveryService {
     return vars;
   }
 
-  private callbackUrl(path: 'status' | 'voice/status', messageId: string): string {
+  private callbackUrl(path: 'status' | 'voice/status' | 'voice/amd', messageId: string): string {
     return `${this.config.publicUrls.dispatcher}/webhooks/twilio/${path}?attemptId=${messageId}`;
   }
 
   private voiceTwiml(text: string, language: Language): string {
-    const response = new twilio.twiml.VoiceResponse();
-    const voice =
-      language === 'es'
-        ? { voice: 'Polly.Lupe' as const, language: 'es-US' as const }
-        : { voice: 'Polly.Joanna' as const, language: 'en-US' as const };
-    response.say(voice, text);
-    const gather = response.gather({
-      numDigits: 1,
-      timeout: 5,
-      action: `${this.config.publicUrls.consentApi}/webhooks/twilio/voice/gather`,
-    });
-    gather.say(
-      voice,
-      language === 'es' ? 'Para dejar de recibir estas llamadas, oprima 9.' : 'To stop these calls, press 9.',
-    );
-    return response.toString();
+    return callTwiml(text, language, `${this.config.publicUrls.consentApi}/webhooks/twilio/voice/gather`);
   }
 }
 

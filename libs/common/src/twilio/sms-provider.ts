@@ -11,6 +11,8 @@ export abstract class SmsProvider {
    * patient can share a body, so the caller decides which candidate, if any, is its own.
    */
   abstract findSent(query: SentQuery): Promise<ProviderReceipt[]>;
+  /** Replaces what a call in progress plays (a voicemail gets the message without the keypad menu). */
+  abstract updateCall(sid: string, twiml: string): Promise<void>;
 }
 
 export interface SentQuery {
@@ -33,6 +35,8 @@ export interface OutboundCall {
   from: string;
   twiml: string;
   statusCallback: string;
+  /** Where the answering-machine verdict (AnsweredBy) is posted while the call plays. */
+  amdStatusCallback: string;
 }
 
 export interface ProviderReceipt {
