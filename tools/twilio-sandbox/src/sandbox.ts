@@ -35,12 +35,15 @@ export interface SandboxOptions {
   callbackDelayMs?: number;
 }
 
-export type FaultKind = 'http429' | 'http500' | 'http500AfterRecord' | 'error';
+export type FaultKind = 'http429' | 'http500' | 'http500AfterRecord' | 'error' | 'undelivered';
 export type ChaosKind = 'http429' | 'http500' | 'http500AfterRecord';
 
 export interface Fault {
   kind: FaultKind;
-  /** Twilio error code, required for kind 'error' (21610, 21211, 21614, ...). */
+  /**
+   * Twilio error code, required for kind 'error' (21610, 21211, 21614, ...); for 'undelivered' (a text accepted,
+   * then reported undelivered by the carrier) the callback's ErrorCode, default 30006.
+   */
   code?: number;
   /** How many create requests the fault applies to. Default: every request until cleared. */
   times?: number;
@@ -55,7 +58,7 @@ export interface ChaosOptions {
   seed?: number;
 }
 
-export type MessageStatus = 'queued' | 'sent' | 'delivered';
+export type MessageStatus = 'queued' | 'sent' | 'delivered' | 'undelivered';
 /** Who picks up a call placed with MachineDetection, as Twilio's AnsweredBy reports it. */
 export type AnsweredBy = 'human' | 'machine_end_beep' | 'machine_end_silence' | 'machine_end_other' | 'fax';
 export type CallStatus = 'queued' | 'initiated' | 'ringing' | 'in-progress' | 'completed';
@@ -110,6 +113,8 @@ export interface Sandbox {
 
 interface MessageRecord extends SandboxMessage {
   messagingServiceSid: string | null;
+  /** Set when the carrier will report it undelivered. */
+  errorCode: number | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -140,7 +145,13 @@ interface TwilioError {
 
 type Params = Record<string, string>;
 
-const FAULT_KINDS: readonly FaultKind[] = ['http429', 'http500', 'http500AfterRecord', 'error'];
+const FAULT_KINDS: readonly FaultKind[] = [
+  'http429',
+  'http500',
+  'http500AfterRecord',
+  'error',
+  'undelivered',
+];
 const CHAOS_KINDS: readonly ChaosKind[] = ['http429', 'http500', 'http500AfterRecord'];
 
 const ERROR_MESSAGES: Record<number, string> = {
@@ -158,6 +169,7 @@ const ERROR_MESSAGES: Record<number, string> = {
   21610: 'Attempt to send to unsubscribed recipient',
   21614: "'To' number is not a valid mobile number",
   21220: 'Call is not in-progress. Cannot redirect.',
+  30006: 'Landline or unreachable carrier',
 };
 
 const ANSWERED_BY: readonly AnsweredBy[] = [
@@ -319,7 +331,8 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   }
 
   async function messageLifecycle(message: MessageRecord, signal: AbortSignal): Promise<void> {
-    for (const status of ['sent', 'delivered'] as const) {
+    const final = message.errorCode === null ? 'delivered' : 'undelivered';
+    for (const status of ['sent', final] as const) {
       await sleep(callbackDelayMs, undefined, { signal });
       message.status = status;
       message.updatedAt = new Date();
@@ -335,6 +348,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
           MessageStatus: status,
           SmsStatus: status,
           ApiVersion: API_VERSION,
+          ...(status === 'undelivered' ? { ErrorCode: String(message.errorCode) } : {}),
         },
         signal,
       );
@@ -446,8 +460,8 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       date_sent: rfc2822(m.createdAt),
       date_updated: rfc2822(m.updatedAt),
       direction: 'outbound-api',
-      error_code: null,
-      error_message: null,
+      error_code: m.status === 'undelivered' ? m.errorCode : null,
+      error_message: m.status === 'undelivered' ? (ERROR_MESSAGES[m.errorCode ?? 0] ?? null) : null,
       from: m.from,
       messaging_service_sid: m.messagingServiceSid,
       num_media: '0',
@@ -540,6 +554,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       statusCallback: param(req.body, 'StatusCallback') ?? null,
       receivedAt: now.toISOString(),
       messagingServiceSid,
+      errorCode: fault?.kind === 'undelivered' ? (fault.code ?? 30006) : null,
       createdAt: now,
       updatedAt: now,
     };

@@ -213,6 +213,42 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     });
   });
 
+  it('calls instead when the carrier reports a text undelivered to a landline (30006)', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms', 'voice'] });
+    sandbox.setFault(patient.phone, { kind: 'undelivered', code: 30006, times: 1 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('the call', () => callsTo(patient).length === 1);
+    await waitFor('delivered by call', async () => (await state(notificationId)).state === 'delivered');
+    expect((await state(notificationId)).channel).toBe('voice');
+    expect(textsTo(patient)).toMatchObject([{ status: 'undelivered' }]);
+    expect(callsTo(patient)[0].twiml).toContain('Main Street Pharmacy');
+    const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
+    expect(line.line_type).toBe('landline');
+    const messages = await t.db.query(
+      `SELECT channel, status, error_code FROM messages WHERE patient_id = $1 ORDER BY channel`,
+      [patient.id],
+    );
+    expect(messages).toMatchObject([
+      { channel: 'sms', status: 'undelivered', error_code: 30006 },
+      { channel: 'voice', status: 'completed' },
+    ]);
+  });
+
+  it('fails a text undelivered to a landline into follow-ups when calls are not consented', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'undelivered', code: 30006, times: 1 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('failed', async () => (await state(notificationId)).state === 'failed');
+    expect(await state(notificationId)).toMatchObject({
+      reason: 'landline without voice consent: call the patient',
+    });
+    expect(callsTo(patient)).toHaveLength(0);
+    const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
+    expect(line.line_type).toBe('landline');
+  });
+
   it('ends a 429 storm with every message sent exactly once', async () => {
     const patients = await Promise.all(
       Array.from({ length: 8 }, () => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),

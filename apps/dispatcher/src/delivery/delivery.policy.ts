@@ -10,6 +10,9 @@ export interface ConsentContext {
   hasVoiceNumber: boolean;
 }
 
+/** Why a notice to a landline whose owner did not consent to calls needs a person (GET /v1/follow-ups). */
+export const LANDLINE_WITHOUT_VOICE = 'landline without voice consent: call the patient';
+
 export type ChannelDecision =
   { action: 'send'; channel: Channel } | { action: 'suppress'; reason: 'no_consent' | 'opted_out' };
 

@@ -26,6 +26,7 @@ import {
 import {
   decideDelivery,
   isStale,
+  LANDLINE_WITHOUT_VOICE,
   pickupTemplateStep,
   type Channel,
   type ConsentStatus,
@@ -757,7 +758,7 @@ export class DeliveryService {
       ]);
       if (group.head.voice_consent === 'opted_in')
         return this.send({ ...group, head: { ...group.head, line_type: 'landline' } }, 'voice');
-      return this.finish(group.ids, 'failed', 'landline without voice consent: call the patient');
+      return this.finish(group.ids, 'failed', LANDLINE_WITHOUT_VOICE);
     }
     this.logger.warn(`notification ${group.head.id} failed permanently (code ${error.code ?? 'none'})`);
     return this.finish(group.ids, 'failed', describeProviderCode(error.code));

@@ -78,9 +78,14 @@ export function describeProviderCode(code: number | null): string {
   return (code !== null && PERMANENT_REASONS[code]) || `provider error ${code ?? 'unknown'}`;
 }
 
+/** The number is not a mobile (a landline, or a carrier that takes no texts): 21614 at send, 30006 in a callback. */
+export function isLandlineCode(code: number | null): boolean {
+  return code === 21614 || code === 30006;
+}
+
 export function classifyProviderFailure(httpStatus: number | null, code: number | null): ProviderFailureKind {
   if (code === 21610) return 'opted_out';
-  if (code === 21614 || code === 30006) return 'not_mobile';
+  if (isLandlineCode(code)) return 'not_mobile';
   if (httpStatus === null || httpStatus === 429 || httpStatus >= 500 || code === 20429) return 'retryable';
   return 'permanent';
 }
