@@ -342,6 +342,7 @@ export class DeliveryService {
       hasVoiceNumber: true,
     });
     if (decision.action === 'suppress') return this.finish(group.ids, 'suppressed', decision.reason);
+    if (decision.action === 'follow_up') return this.finish(group.ids, 'failed', decision.reason);
     return this.send(group, decision.channel);
   }
 

@@ -167,6 +167,31 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     expect(followUps.body.map((n: { id: string }) => n.id)).toContain(notificationId);
   });
 
+  it('lists a known landline without voice consent for staff follow-up instead of suppressing it', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    await t.db.query(`UPDATE patients SET line_type = 'landline' WHERE id = $1`, [patient.id]);
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toEqual({
+      state: 'failed',
+      reason: 'landline without voice consent: call the patient',
+      channel: null,
+    });
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(0);
+    expect(sandbox.calls().filter((c) => c.to === patient.phone)).toHaveLength(0);
+    const followUps = await request(t.http)
+      .get('/v1/follow-ups')
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(200);
+    expect(followUps.body).toContainEqual(
+      expect.objectContaining({
+        id: notificationId,
+        state: 'failed',
+        reason: 'landline without voice consent: call the patient',
+      }),
+    );
+  });
+
   it('retries a 429 and sends exactly once', async () => {
     const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
     sandbox.setFault(patient.phone, { kind: 'http429', times: 1 });
