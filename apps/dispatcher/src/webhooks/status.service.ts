@@ -123,7 +123,7 @@ export class StatusService {
       code,
       sid: providerSid && SID.test(providerSid) ? providerSid : null,
       state: landline ? null : state,
-      reason: state === 'failed' && !landline ? describeProviderCode(code) : null,
+      reason: state === 'failed' && !landline ? describeProviderCode(code, status) : null,
     });
     if (applied && landline) await this.landlineFallback(messageId);
     return applied;
