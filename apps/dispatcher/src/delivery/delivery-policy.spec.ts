@@ -256,6 +256,10 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     for (const p of patients) sandbox.setFault(p.phone, { kind: 'http429', times: 2 });
     const notices = await Promise.all(patients.map((p) => t.given.notice(p)));
     await queue.enqueue(notices.map((n) => ({ notificationId: n.notificationId })));
+    // A notice the storm does not touch, for comparison: a 429 must cost no more attempts than none.
+    const calm = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const control = await t.given.notice(calm);
+    await queue.enqueue([{ notificationId: control.notificationId }]);
     await waitFor(
       'all sent',
       async () =>
@@ -265,6 +269,13 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
       30000,
     );
     for (const p of patients) expect(textsTo(p)).toHaveLength(1);
+    await waitFor('control sent', async () =>
+      ['sent', 'delivered'].includes((await state(control.notificationId)).state),
+    );
+    const attempts = async (id: string) => (await raw.getJob(id))?.attemptsMade;
+    const baseline = await attempts(control.notificationId);
+    expect(baseline).toBeDefined();
+    for (const n of notices) expect(await attempts(n.notificationId)).toBe(baseline);
   }, 40000);
 
   it('sends once when the provider recorded the message but answered 500', async () => {
