@@ -249,6 +249,122 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     expect(line.line_type).toBe('landline');
   });
 
+  describe('coalescing', () => {
+    type Kind = 'ready' | 'refill_due' | 'renewal_needed' | 'adherence_gap';
+    interface Notice {
+      patient: 0 | 1;
+      kind: Kind;
+      drug?: string;
+      /** Not yet due (tomorrow): not enqueued, and not pulled into a text that is due now. */
+      later?: boolean;
+    }
+    const cases: {
+      name: string;
+      notices: Notice[];
+      /** The notices each text covers (by position), when the grouping is certain. */
+      covered?: number[][];
+      texts: number;
+      heldForCap?: number;
+    }[] = [
+      {
+        name: 'three ready notices for one patient → one text covering all three',
+        notices: [
+          { patient: 0, kind: 'ready' },
+          { patient: 0, kind: 'ready' },
+          { patient: 0, kind: 'ready' },
+        ],
+        covered: [[0, 1, 2]],
+        texts: 1,
+      },
+      {
+        name: 'ready notices for two patients → one text each',
+        notices: [
+          { patient: 0, kind: 'ready' },
+          { patient: 1, kind: 'ready' },
+          { patient: 0, kind: 'ready' },
+        ],
+        covered: [[0, 2], [1]],
+        texts: 2,
+      },
+      {
+        name: 'two refill reminders for one patient due together → one text',
+        notices: [
+          { patient: 0, kind: 'refill_due', drug: 'Atorvastatin 20 mg' },
+          { patient: 0, kind: 'refill_due', drug: 'Lisinopril 10 mg' },
+        ],
+        covered: [[0, 1]],
+        texts: 1,
+      },
+      {
+        name: 'a ready notice and a reminder for one patient → separate texts',
+        notices: [
+          { patient: 0, kind: 'ready' },
+          { patient: 0, kind: 'refill_due', drug: 'Lisinopril 10 mg' },
+        ],
+        covered: [[0], [1]],
+        texts: 2,
+      },
+      {
+        name: 'reminders of different kinds → not merged: one goes, the daily cap holds the other',
+        notices: [
+          { patient: 0, kind: 'refill_due', drug: 'Atorvastatin 20 mg' },
+          { patient: 0, kind: 'adherence_gap', drug: 'Lisinopril 10 mg' },
+        ],
+        texts: 1,
+        heldForCap: 1,
+      },
+      {
+        name: 'a reminder due tomorrow is not pulled into one due now',
+        notices: [
+          { patient: 0, kind: 'refill_due', drug: 'Atorvastatin 20 mg' },
+          { patient: 0, kind: 'refill_due', drug: 'Lisinopril 10 mg', later: true },
+        ],
+        covered: [[0]],
+        texts: 1,
+      },
+    ];
+
+    it.each(cases)('$name', async ({ notices, covered, texts, heldForCap }) => {
+      await advanceTo(new Date('2026-06-24T16:00:00Z'));
+      const people = [
+        await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] }),
+        await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] }),
+      ];
+      const ids: string[] = [];
+      for (const n of notices) {
+        const { notificationId } = await t.given.notice(people[n.patient], {
+          kind: n.kind,
+          fillStatus: n.kind === 'ready' ? 'ready' : 'picked_up',
+          drugName: n.drug,
+          dueAt: new Date(clock.now().getTime() + (n.later ? 86400_000 : 0)),
+        });
+        ids.push(notificationId);
+      }
+      const due = ids.filter((_, i) => !notices[i].later);
+      await queue.enqueue(due.map((notificationId) => ({ notificationId })));
+      const settled = await waitFor('every due notice settled', async () => {
+        const states = await Promise.all(due.map(state));
+        return states.every((s) => ['sent', 'delivered', 'scheduled'].includes(s.state)) ? states : null;
+      });
+
+      const messages = await t.db.query(
+        `SELECT notification_ids FROM messages WHERE patient_id = ANY($1::uuid[])`,
+        [people.map((p) => p.id)],
+      );
+      expect(messages).toHaveLength(texts);
+      expect(people.flatMap((p) => textsTo(p))).toHaveLength(texts);
+      const groups = messages
+        .map((m: { notification_ids: string[] }) => m.notification_ids.map((id) => ids.indexOf(id)).sort())
+        .sort((x: number[], y: number[]) => x[0] - y[0]);
+      if (covered) expect(groups).toEqual(covered);
+      expect(settled.filter((s) => s.state === 'scheduled' && s.reason === 'cap')).toHaveLength(
+        heldForCap ?? 0,
+      );
+      for (const [i, n] of notices.entries())
+        if (n.later) expect((await state(ids[i])).state).toBe('pending');
+    });
+  });
+
   it('ends a 429 storm with every message sent exactly once', async () => {
     const patients = await Promise.all(
       Array.from({ length: 8 }, () => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),
