@@ -1,4 +1,6 @@
+import type Redis from 'ioredis';
 import { FakeClock } from '@rxnotify/common/clock/clock';
+import { REDIS } from '@rxnotify/common/redis';
 import type { NotificationQueue } from '@rxnotify/common/queue/notification-queue';
 import type { Queue } from 'bullmq';
 import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
@@ -65,6 +67,41 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     await advanceTo(new Date('2026-06-11T13:00:00Z'));
     await waitFor('the text at opening', () => textsTo(patient).length === 1);
     await waitFor('sent', async () => ['sent', 'delivered'].includes((await state(notificationId)).state));
+  });
+
+  it("spends none of the pharmacy's send rate on notices it holds", async () => {
+    const store = await t.given.pharmacy({
+      name: 'Night Rx',
+      smsFrom: '+14155550180',
+      timezone: 'America/New_York',
+    });
+    const redis = t.app.get<Redis>(REDIS);
+    // The limiter's counters are per pharmacy and wall-clock second: read every second since `from`.
+    const tokens = async (from: number) => {
+      const seconds = Array.from({ length: Math.floor(Date.now() / 1000) - from + 1 }, (_, i) => from + i);
+      const counts = await redis.mget(seconds.map((s) => `${t.config.queue.prefix}:rate:${store.id}:${s}`));
+      return counts.reduce((sum, n) => sum + Number(n ?? 0), 0);
+    };
+    await advanceTo(new Date('2026-06-12T03:00:00Z')); // 23:00 in New York
+    const patient = await t.given.patient(store, { phone: nextPhone(), consent: ['sms'] });
+    const ready = await t.given.notice(patient);
+    const reminder = await t.given.notice(patient, {
+      kind: 'refill_due',
+      fillStatus: 'picked_up',
+      drugName: 'Lisinopril 10 mg',
+      dueAt: clock.now(),
+    });
+    const from = Math.floor(Date.now() / 1000);
+    await queue.enqueue([ready, reminder].map((n) => ({ notificationId: n.notificationId })));
+    expect(await settledState(ready.notificationId)).toMatchObject({
+      state: 'scheduled',
+      reason: 'quiet_hours',
+    });
+    expect(await settledState(reminder.notificationId)).toMatchObject({
+      state: 'scheduled',
+      reason: 'quiet_hours',
+    });
+    expect(await tokens(from)).toBe(0);
   });
 
   it("sends a family's three ready fills as one text, and every notice points to it", async () => {

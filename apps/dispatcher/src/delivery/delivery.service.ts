@@ -352,10 +352,10 @@ export class DeliveryService {
     if (reminder && (settings.reminderCaps.perDay === 0 || settings.reminderCaps.perWeek === 0)) {
       return this.finish(group.ids, 'suppressed', 'reminders_disabled');
     }
-    if (!reminder) {
-      const until = earliestSend(this.clock.now(), head.zone, settings.quietHours, null);
-      if (until) return this.hold(this.db.manager, group.ids, until, 'quiet_hours');
-    }
+    // A held notice must not spend the pharmacy's send rate: reminders are checked here too, and again under
+    // the patient's lock below (another worker may have sent one since).
+    const wait = reminder ? await this.reminderWait(this.db.manager, group) : this.quietWait(group);
+    if (wait) return this.hold(this.db.manager, group.ids, wait.until, wait.reason);
     await this.rate.acquire(head.pharmacy_id, settings.sendRatePerSecond);
 
     const to = this.keys.decrypt(head.phone_enc);
@@ -374,11 +374,8 @@ export class DeliveryService {
           await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7270063))`, [
             head.patient_id,
           ]);
-          const sent = await this.recentReminderSends(tx, head.patient_id);
-          const now = this.clock.now();
-          const capFree = capRelease(now, sent, settings.reminderCaps);
-          const until = earliestSend(now, head.zone, settings.quietHours, capFree);
-          if (until) return this.hold(tx, group.ids, until, capFree ? 'cap' : 'quiet_hours');
+          const held = await this.reminderWait(tx, group);
+          if (held) return this.hold(tx, group.ids, held.until, held.reason);
           return this.recordIntent(tx, group, channel, to, from, content);
         });
     if (intent === null) return this.finish(group.ids, 'suppressed', 'opted_out');
@@ -555,6 +552,23 @@ export class DeliveryService {
     );
     const known = new Set(taken.map((row) => row.provider_sid));
     return candidates.find((candidate) => !known.has(candidate.sid)) ?? null;
+  }
+
+  private quietWait(group: Group): { until: Date; reason: 'quiet_hours' } | null {
+    const until = earliestSend(this.clock.now(), group.head.zone, group.settings.quietHours, null);
+    return until ? { until, reason: 'quiet_hours' } : null;
+  }
+
+  /** When a reminder may go, if not now: the later of its caps' release and the quiet hours. */
+  private async reminderWait(
+    tx: EntityManager,
+    group: Group,
+  ): Promise<{ until: Date; reason: 'cap' | 'quiet_hours' } | null> {
+    const sent = await this.recentReminderSends(tx, group.head.patient_id);
+    const now = this.clock.now();
+    const capFree = capRelease(now, sent, group.settings.reminderCaps);
+    const until = earliestSend(now, group.head.zone, group.settings.quietHours, capFree);
+    return until ? { until, reason: capFree ? 'cap' : 'quiet_hours' } : null;
   }
 
   /** Reminder sends to the patient in the last week that count against the caps (anything not known failed). */
