@@ -238,6 +238,34 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     expect(after.status).toBe('delivered');
   });
 
+  it('refuses a forged answering-machine verdict, and ignores one about a text', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('delivered', async () =>
+      (await notification(notificationId)).state === 'delivered' ? true : null,
+    );
+    const [message] = await t.db.query(`SELECT id FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    const path = `/webhooks/twilio/voice/amd?attemptId=${message.id}`;
+    const params = { CallSid: `CA${'0'.repeat(32)}`, AnsweredBy: 'machine_end_beep' };
+    await request(t.http).post(path).type('form').send(params).expect(403);
+    const signature = twilio.getExpectedTwilioSignature(
+      SANDBOX_AUTH_TOKEN,
+      `http://127.0.0.1:${port}${path}`,
+      params,
+    );
+    // A text has no call to update: the verdict changes nothing, and Twilio gets its 200.
+    await request(t.http)
+      .post(path)
+      .type('form')
+      .set('X-Twilio-Signature', signature)
+      .send(params)
+      .expect(200);
+    expect(await notification(notificationId)).toMatchObject({ state: 'delivered', channel: 'sms' });
+  });
+
   it('applies a burst of callbacks that arrive together in their order, each logged once', async () => {
     const patients = await Promise.all(
       [0, 1].map(() => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),
