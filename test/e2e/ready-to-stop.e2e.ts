@@ -152,6 +152,55 @@ describe('ready → text → STOP (all apps and the Twilio sandbox as processes)
     expect(await messagesTo(phone)).toHaveLength(1);
   });
 
+  it('calls a patient who consented only to calls; pressing 9 on the call stops the next one', async () => {
+    const landline = '+14155552672';
+    const created = await staffConsent.post('/v1/patients', {
+      pharmacyId: pharmacy.id,
+      externalId: 'PT-VOICE',
+      firstName: 'Grace',
+      lastName: 'Hopper',
+      phone: landline,
+    });
+    expect(created.status).toBe(201);
+    const id = (created.body as { id: string }).id;
+    const consent = await staffConsent.put(`/v1/patients/${id}/consent/voice`, {
+      status: 'opted_in',
+      source: 'counter',
+    });
+    expect(consent.status).toBe(200);
+    const callsTo = async () =>
+      (await sandbox.get(`/sandbox/calls?to=${encodeURIComponent(landline)}`)).body as Array<{
+        sid: string;
+        twiml: string;
+        status: string;
+      }>;
+
+    const first = await readyFill('PT-VOICE');
+    const [call] = await waitFor('the call', async () => {
+      const calls = await callsTo();
+      return calls.length > 0 ? calls : null;
+    });
+    expect(call.twiml).toContain('Main Street Pharmacy');
+    expect(call.twiml).toMatch(/<Gather[^>]*numDigits="1"/);
+    await waitFor('delivered by call', async () => (await notificationState(first)).state === 'delivered');
+    expect(await messagesTo(landline)).toHaveLength(0);
+
+    // The patient presses 9: the sandbox posts the keypress, signed, to consent-api's gather webhook.
+    const pressed = await sandbox.post('/sandbox/gather', { callSid: call.sid, digits: '9' });
+    expect(pressed.status).toBe(200);
+    const answer = pressed.body as { status: number; body: string };
+    expect(answer.status).toBe(200);
+    expect(answer.body).toContain('You will not receive further automated calls from Main Street Pharmacy.');
+    expect(answer.body).toContain('<Hangup/>');
+    const record = await staffConsent.get(`/v1/patients/${id}/consent`);
+    expect(record.body).toMatchObject({ voice: { status: 'opted_out', source: 'voice_keypress' } });
+
+    const second = await readyFill('PT-VOICE');
+    await waitFor('suppressed', async () => (await notificationState(second)).state === 'suppressed');
+    expect(await notificationState(second)).toMatchObject({ reason: 'opted_out' });
+    expect(await callsTo()).toHaveLength(1);
+  });
+
   it('ignores the same inbound webhook delivered twice', async () => {
     const before = (await staffConsent.get(`/v1/patients/${patientId}/consent`)).body as {
       history: unknown[];

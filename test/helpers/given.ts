@@ -138,12 +138,14 @@ export function given(db: DataSource, keys: KeyRing) {
         readyAt: Date;
         rxNumber: string;
         dueAt: Date;
+        /** Default Atorvastatin 20 mg; a different drug is a different therapy (not a refill of it). */
+        drugName: string;
       }> = {},
     ): Promise<{ notificationId: string; fillId: string }> {
       const [fill] = await db.query<{ id: string }[]>(
         `INSERT INTO fills (pharmacy_id, patient_id, external_id, rx_number, fill_number, drug_name, quantity, days_supply,
                             refills_remaining, filled_at, status, ready_at)
-         VALUES ($1, $2, $3, $5, 0, 'Atorvastatin 20 mg', 30, 30, 2, now() - interval '40 days', $4, coalesce($6, now()))
+         VALUES ($1, $2, $3, $5, 0, $7, 30, 30, 2, now() - interval '40 days', $4, coalesce($6, now()))
          RETURNING id`,
         [
           patient.pharmacyId,
@@ -152,6 +154,7 @@ export function given(db: DataSource, keys: KeyRing) {
           options.fillStatus ?? 'ready',
           options.rxNumber ?? `RX-${unique()}`,
           options.readyAt ?? null,
+          options.drugName ?? 'Atorvastatin 20 mg',
         ],
       );
       const [notification] = await db.query<{ id: string }[]>(

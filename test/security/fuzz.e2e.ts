@@ -673,6 +673,39 @@ const ROUTES: RouteFuzz[] = [
           query,
         })),
   },
+  {
+    app: 'dispatcher',
+    route: 'POST /webhooks/twilio/voice/amd',
+    arbitrary: (w) =>
+      fc
+        .tuple(
+          twilioForm({
+            CallSid: fc.oneof(
+              hex32.map((h) => `CA${h}`),
+              tricky,
+            ),
+            AnsweredBy: fc.oneof(
+              fc.constantFrom(
+                'human',
+                'machine_end_beep',
+                'machine_end_silence',
+                'machine_start',
+                'fax',
+                'unknown',
+              ),
+              tricky,
+            ),
+          }),
+          queryOf({ attemptId: idOr(w.intentMessageId, w.deliveredMessageId) }),
+        )
+        .map(([{ form, sign }, query]) => ({
+          method: 'POST' as const,
+          path: '/webhooks/twilio/voice/amd',
+          form,
+          sign,
+          query,
+        })),
+  },
 ];
 
 // ---- the property ------------------------------------------------------------------------------------------

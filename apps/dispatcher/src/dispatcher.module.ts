@@ -16,6 +16,7 @@ import { ReconcilerService } from './reconciler/reconciler.service';
 import { QueuesModule } from './queues/queues.module';
 import { DispatcherSignatureGuard, StatusWebhookController } from './webhooks/status-webhook.controller';
 import { StatusService } from './webhooks/status.service';
+import { VoicemailService } from './webhooks/voicemail.service';
 
 @Module({})
 export class DispatcherModule {
@@ -37,6 +38,7 @@ export class DispatcherModule {
         NotificationsService,
         ReconcilerService,
         StatusService,
+        VoicemailService,
         DispatcherSignatureGuard,
       ],
     };

@@ -368,6 +368,39 @@ describe('twilio sandbox', () => {
     expect(listed[0].status).toBe('completed');
   });
 
+  it('posts an async answering-machine verdict and plays the TwiML a call update gives the call', async () => {
+    const twiml = '<Response><Say>Ready.</Say><Gather numDigits="1"><Say>Press 9.</Say></Gather></Response>';
+    const voicemail = '<Response><Say>Ready.</Say><Hangup/></Response>';
+    const amdCallback = `${receiver.url}/webhooks/twilio/voice/amd`;
+    sandbox.answerAs(PATIENT, 'machine_end_beep');
+    const twilioClient = client(sandbox);
+    let updated: Promise<unknown> = Promise.resolve();
+    receiver.reply = (req) => {
+      // Answer the verdict the way the dispatcher does: replace what the call plays.
+      if (req.path.endsWith('/amd'))
+        updated = twilioClient.calls(req.params.CallSid).update({ twiml: voicemail });
+      return { status: 204, contentType: 'text/plain', body: '' };
+    };
+    const call = await twilioClient.calls.create({
+      to: PATIENT,
+      from: FROM,
+      twiml,
+      machineDetection: 'DetectMessageEnd',
+      asyncAmd: 'true',
+      asyncAmdStatusCallback: amdCallback,
+    });
+
+    await waitFor(() => sandbox.calls()[0]?.status === 'completed');
+    await updated;
+    const [verdict] = receiver.received;
+    expect(verdict.params).toMatchObject({ CallSid: call.sid, AnsweredBy: 'machine_end_beep' });
+    expect(twilio.validateRequest(AUTH_TOKEN, verdict.signature, amdCallback, verdict.params)).toBe(true);
+    expect(sandbox.calls()[0]).toMatchObject({ answeredBy: 'machine_end_beep', playedTwiml: voicemail });
+    // A call that has ended can no longer be redirected.
+    const late = await rejection(twilioClient.calls(call.sid).update({ twiml }));
+    expect(late.code).toBe(21220);
+  });
+
   it('relays a simulated patient reply as a signed webhook and returns its TwiML', async () => {
     const twiml =
       '<?xml version="1.0" encoding="UTF-8"?><Response><Message>You are unsubscribed.</Message></Response>';

@@ -35,12 +35,15 @@ export interface SandboxOptions {
   callbackDelayMs?: number;
 }
 
-export type FaultKind = 'http429' | 'http500' | 'http500AfterRecord' | 'error';
+export type FaultKind = 'http429' | 'http500' | 'http500AfterRecord' | 'error' | 'undelivered';
 export type ChaosKind = 'http429' | 'http500' | 'http500AfterRecord';
 
 export interface Fault {
   kind: FaultKind;
-  /** Twilio error code, required for kind 'error' (21610, 21211, 21614, ...). */
+  /**
+   * Twilio error code, required for kind 'error' (21610, 21211, 21614, ...); for 'undelivered' (a text accepted,
+   * then reported undelivered by the carrier) the callback's ErrorCode, default 30006.
+   */
   code?: number;
   /** How many create requests the fault applies to. Default: every request until cleared. */
   times?: number;
@@ -55,7 +58,9 @@ export interface ChaosOptions {
   seed?: number;
 }
 
-export type MessageStatus = 'queued' | 'sent' | 'delivered';
+export type MessageStatus = 'queued' | 'sent' | 'delivered' | 'undelivered';
+/** Who picks up a call placed with MachineDetection, as Twilio's AnsweredBy reports it. */
+export type AnsweredBy = 'human' | 'machine_end_beep' | 'machine_end_silence' | 'machine_end_other' | 'fax';
 export type CallStatus = 'queued' | 'initiated' | 'ringing' | 'in-progress' | 'completed';
 
 export interface SandboxMessage {
@@ -79,6 +84,13 @@ export interface SandboxCall {
   statusCallback: string | null;
   statusCallbackEvents: string[];
   machineDetection: string | null;
+  /** AsyncAmd=true: the verdict goes to `asyncAmdStatusCallback` while the call plays. */
+  asyncAmd: boolean;
+  asyncAmdStatusCallback: string | null;
+  /** Set once answered, when machine detection was asked for. */
+  answeredBy: AnsweredBy | null;
+  /** The TwiML the call ended up playing: the created one, or the last one a call update gave it. */
+  playedTwiml: string | null;
   /** ISO 8601. */
   receivedAt: string;
 }
@@ -93,12 +105,16 @@ export interface Sandbox {
   reset(): void;
   setFault(to: string, fault: Fault): void;
   clearFaults(): void;
+  /** Who answers calls placed with MachineDetection to this number (default 'human'), until reset. */
+  answerAs(to: string, answeredBy: AnsweredBy): void;
   setChaos(chaos: ChaosOptions | null): void;
   close(): Promise<void>;
 }
 
 interface MessageRecord extends SandboxMessage {
   messagingServiceSid: string | null;
+  /** Set when the carrier will report it undelivered. */
+  errorCode: number | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -129,7 +145,13 @@ interface TwilioError {
 
 type Params = Record<string, string>;
 
-const FAULT_KINDS: readonly FaultKind[] = ['http429', 'http500', 'http500AfterRecord', 'error'];
+const FAULT_KINDS: readonly FaultKind[] = [
+  'http429',
+  'http500',
+  'http500AfterRecord',
+  'error',
+  'undelivered',
+];
 const CHAOS_KINDS: readonly ChaosKind[] = ['http429', 'http500', 'http500AfterRecord'];
 
 const ERROR_MESSAGES: Record<number, string> = {
@@ -146,7 +168,17 @@ const ERROR_MESSAGES: Record<number, string> = {
   21604: "A 'To' phone number is required.",
   21610: 'Attempt to send to unsubscribed recipient',
   21614: "'To' number is not a valid mobile number",
+  21220: 'Call is not in-progress. Cannot redirect.',
+  30006: 'Landline or unreachable carrier',
 };
+
+const ANSWERED_BY: readonly AnsweredBy[] = [
+  'human',
+  'machine_end_beep',
+  'machine_end_silence',
+  'machine_end_other',
+  'fax',
+];
 
 export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const { accountSid, authToken } = opts;
@@ -156,6 +188,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   let messages: MessageRecord[] = [];
   let calls: CallRecord[] = [];
   const faults = new Map<string, ActiveFault>();
+  const answers = new Map<string, AnsweredBy>();
   let chaos: ActiveChaos | null = null;
   // Aborted on reset() and close(): cancels every pending callback and relay. Every pending callback listens
   // to it, thousands under load: not a leak, so no listener-count warning.
@@ -226,6 +259,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     messages = [];
     calls = [];
     faults.clear();
+    answers.clear();
     chaos = null;
   }
 
@@ -297,7 +331,8 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   }
 
   async function messageLifecycle(message: MessageRecord, signal: AbortSignal): Promise<void> {
-    for (const status of ['sent', 'delivered'] as const) {
+    const final = message.errorCode === null ? 'delivered' : 'undelivered';
+    for (const status of ['sent', final] as const) {
       await sleep(callbackDelayMs, undefined, { signal });
       message.status = status;
       message.updatedAt = new Date();
@@ -313,6 +348,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
           MessageStatus: status,
           SmsStatus: status,
           ApiVersion: API_VERSION,
+          ...(status === 'undelivered' ? { ErrorCode: String(message.errorCode) } : {}),
         },
         signal,
       );
@@ -334,8 +370,13 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       const now = new Date();
       call.status = status;
       call.updatedAt = now;
-      if (status === 'in-progress') call.startedAt = now;
+      if (status === 'in-progress') {
+        call.startedAt = now;
+        call.playedTwiml ??= call.twiml;
+        if (call.machineDetection) call.answeredBy = answers.get(call.to) ?? 'human';
+      }
       if (status === 'completed') call.endedAt = now;
+      if (status === 'in-progress') await asyncAmdVerdict(call, signal);
       if (!call.statusCallback || !wanted.has(event)) continue;
       const params: Params = {
         CallSid: call.sid,
@@ -352,12 +393,28 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
         Timestamp: rfc2822(now),
       };
       sequence += 1;
-      if (call.machineDetection && (status === 'in-progress' || status === 'completed')) {
-        params.AnsweredBy = 'human';
-      }
+      if (call.answeredBy && !call.asyncAmd) params.AnsweredBy = call.answeredBy;
       if (status === 'completed') params.CallDuration = String(callDuration(call) ?? 0);
       await deliverCallback(call.statusCallback, params, signal);
     }
+  }
+
+  /**
+   * Posts the answering-machine verdict while the call plays, as Twilio does with AsyncAmd. The call goes on
+   * only once the callback answered, so a call update made in response lands before the call ends.
+   */
+  async function asyncAmdVerdict(call: CallRecord, signal: AbortSignal): Promise<void> {
+    if (!call.asyncAmd || !call.asyncAmdStatusCallback || !call.answeredBy) return;
+    await deliverCallback(
+      call.asyncAmdStatusCallback,
+      {
+        CallSid: call.sid,
+        AccountSid: accountSid,
+        AnsweredBy: call.answeredBy,
+        MachineDetectionDuration: call.answeredBy === 'human' ? '1200' : '4800',
+      },
+      signal,
+    );
   }
 
   /** Posts a signed webhook to the consent-api and hands back its answer. */
@@ -403,8 +460,8 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       date_sent: rfc2822(m.createdAt),
       date_updated: rfc2822(m.updatedAt),
       direction: 'outbound-api',
-      error_code: null,
-      error_message: null,
+      error_code: m.status === 'undelivered' ? m.errorCode : null,
+      error_message: m.status === 'undelivered' ? (ERROR_MESSAGES[m.errorCode ?? 0] ?? null) : null,
       from: m.from,
       messaging_service_sid: m.messagingServiceSid,
       num_media: '0',
@@ -425,7 +482,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     return {
       account_sid: accountSid,
       annotation: null,
-      answered_by: c.machineDetection && c.startedAt ? 'human' : null,
+      answered_by: c.answeredBy,
       api_version: API_VERSION,
       caller_name: null,
       date_created: rfc2822(c.createdAt),
@@ -497,6 +554,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       statusCallback: param(req.body, 'StatusCallback') ?? null,
       receivedAt: now.toISOString(),
       messagingServiceSid,
+      errorCode: fault?.kind === 'undelivered' ? (fault.code ?? 30006) : null,
       createdAt: now,
       updatedAt: now,
     };
@@ -555,6 +613,10 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
         e.split(/[\s,]+/).filter(Boolean),
       ),
       machineDetection: param(req.body, 'MachineDetection') ?? null,
+      asyncAmd: param(req.body, 'AsyncAmd') === 'true',
+      asyncAmdStatusCallback: param(req.body, 'AsyncAmdStatusCallback') ?? null,
+      answeredBy: null,
+      playedTwiml: null,
       receivedAt: now.toISOString(),
       createdAt: now,
       updatedAt: now,
@@ -569,6 +631,21 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   });
 
   readRoutes('Calls', 'calls', 'StartTime', () => calls, callResource);
+
+  // A call update: new TwiML for a live call (what Twilio's calls(sid).update({ twiml }) posts).
+  api.post('/Calls/:sid.json', (req, res) => {
+    const call = calls.find((c) => c.sid === req.params.sid);
+    if (!call) return sendTwilioError(res, twilioError(404, 20404));
+    const twiml = param(req.body, 'Twiml');
+    const url = param(req.body, 'Url');
+    if (!twiml && !url) return sendTwilioError(res, twilioError(400, 21205));
+    if (call.status === 'completed') return sendTwilioError(res, twilioError(400, 21220));
+    call.twiml = twiml ?? null;
+    call.url = url ?? null;
+    call.playedTwiml = twiml ?? null;
+    call.updatedAt = new Date();
+    res.json(callResource(call));
+  });
 
   // ---------------------------------------------------------------- sandbox control
 
@@ -606,6 +683,16 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   control.delete('/faults', (_req, res) => {
     faults.clear();
     res.status(204).end();
+  });
+
+  control.post('/answers', (req, res) => {
+    const body: unknown = req.body;
+    const to = field(body, 'to');
+    const answeredBy = ANSWERED_BY.find((a) => a === field(body, 'answeredBy'));
+    if (!to) return badRequest(res, 'to must be a non-empty string');
+    if (!answeredBy) return badRequest(res, `answeredBy must be one of ${ANSWERED_BY.join(', ')}`);
+    answers.set(to, answeredBy);
+    res.json({ to, answeredBy });
   });
 
   control.post('/chaos', (req, res) => {
@@ -722,6 +809,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     reset,
     setFault,
     clearFaults: () => faults.clear(),
+    answerAs: (to, answeredBy) => answers.set(to, answeredBy),
     setChaos,
     close,
   };
@@ -759,6 +847,10 @@ function callSnapshot(c: CallRecord): SandboxCall {
     statusCallback,
     statusCallbackEvents,
     machineDetection,
+    asyncAmd,
+    asyncAmdStatusCallback,
+    answeredBy,
+    playedTwiml,
     receivedAt,
   } = c;
   return {
@@ -771,6 +863,10 @@ function callSnapshot(c: CallRecord): SandboxCall {
     statusCallback,
     statusCallbackEvents: [...statusCallbackEvents],
     machineDetection,
+    asyncAmd,
+    asyncAmdStatusCallback,
+    answeredBy,
+    playedTwiml,
     receivedAt,
   };
 }

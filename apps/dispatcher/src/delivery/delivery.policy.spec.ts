@@ -34,7 +34,19 @@ describe('decideDelivery (channel and consent)', () => {
     ],
     [
       { smsCapable: false, voiceConsent: null },
+      { action: 'follow_up', reason: 'landline without voice consent: call the patient' },
+    ],
+    [
+      { smsCapable: false, voiceConsent: 'opted_out' },
+      { action: 'follow_up', reason: 'landline without voice consent: call the patient' },
+    ],
+    [
+      { smsConsent: null, smsCapable: false, voiceConsent: null },
       { action: 'suppress', reason: 'no_consent' },
+    ],
+    [
+      { smsConsent: 'opted_out', smsCapable: false, voiceConsent: null },
+      { action: 'suppress', reason: 'opted_out' },
     ],
     [
       { smsConsent: null, voiceConsent: 'opted_in', hasVoiceNumber: false },

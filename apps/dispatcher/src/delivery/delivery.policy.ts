@@ -10,8 +10,14 @@ export interface ConsentContext {
   hasVoiceNumber: boolean;
 }
 
+/** Why a notice to a landline whose owner did not consent to calls needs a person (GET /v1/follow-ups). */
+export const LANDLINE_WITHOUT_VOICE = 'landline without voice consent: call the patient';
+
 export type ChannelDecision =
-  { action: 'send'; channel: Channel } | { action: 'suppress'; reason: 'no_consent' | 'opted_out' };
+  | { action: 'send'; channel: Channel }
+  | { action: 'suppress'; reason: 'no_consent' | 'opted_out' }
+  /** Nothing can be sent but the patient asked to hear from us: a person follows up (GET /v1/follow-ups). */
+  | { action: 'follow_up'; reason: string };
 
 /** The fill statuses under which a notice of this kind still makes sense. */
 const STILL_RELEVANT: Record<string, string[]> = {
@@ -38,12 +44,14 @@ export function isStale(kind: string, fillStatuses: string[], refilled: boolean)
 
 /**
  * SMS when the patient opted in to texts and the number takes them; a call when calls are consented and
- * texts are not possible; nothing without consent ("unknown" means no).
+ * texts are not possible; a known landline whose owner wants texts but not calls goes to staff; nothing
+ * without consent ("unknown" means no).
  */
 export function decideDelivery(context: ConsentContext): ChannelDecision {
   if (context.smsConsent === 'opted_in' && context.smsCapable) return { action: 'send', channel: 'sms' };
   if (context.voiceConsent === 'opted_in' && context.hasVoiceNumber)
     return { action: 'send', channel: 'voice' };
+  if (context.smsConsent === 'opted_in') return { action: 'follow_up', reason: LANDLINE_WITHOUT_VOICE };
   if (context.smsConsent === 'opted_out' || context.voiceConsent === 'opted_out') {
     return { action: 'suppress', reason: 'opted_out' };
   }

@@ -19,6 +19,9 @@ export const DELIVERY_CONCURRENCY = 32;
   lockDuration: 30_000,
   stalledInterval: 30_000,
   maxStalledCount: Math.ceil((LEASE_SECONDS * 1000) / 30_000) + 10,
+  // BullMQ honours a rateLimit() pause (after a 429) on every worker only when a limiter is configured; this
+  // one is far above any real throughput (the per-pharmacy send rate is SendRateLimiter's job).
+  limiter: { max: 100_000, duration: 1000 },
 })
 export class DeliveryProcessor extends WorkerHost implements BeforeApplicationShutdown {
   constructor(

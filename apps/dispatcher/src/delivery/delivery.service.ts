@@ -1,7 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
-import twilio from 'twilio';
 import { DataSource, type EntityManager } from 'typeorm';
 import { Clock } from '@rxnotify/common/clock/clock';
 import type { AppConfig } from '@rxnotify/common/config/config';
@@ -27,12 +26,14 @@ import {
 import {
   decideDelivery,
   isStale,
+  LANDLINE_WITHOUT_VOICE,
   pickupTemplateStep,
   type Channel,
   type ConsentStatus,
 } from './delivery.policy';
 import { SendRateLimiter } from './send-rate-limiter';
 import { capRelease, earliestSend } from './timing.policy';
+import { callTwiml } from './voice-twiml';
 
 /** How long a claim holds a notification before another worker may take it over. */
 export const LEASE_SECONDS = 60;
@@ -341,6 +342,7 @@ export class DeliveryService {
       hasVoiceNumber: true,
     });
     if (decision.action === 'suppress') return this.finish(group.ids, 'suppressed', decision.reason);
+    if (decision.action === 'follow_up') return this.finish(group.ids, 'failed', decision.reason);
     return this.send(group, decision.channel);
   }
 
@@ -350,10 +352,10 @@ export class DeliveryService {
     if (reminder && (settings.reminderCaps.perDay === 0 || settings.reminderCaps.perWeek === 0)) {
       return this.finish(group.ids, 'suppressed', 'reminders_disabled');
     }
-    if (!reminder) {
-      const until = earliestSend(this.clock.now(), head.zone, settings.quietHours, null);
-      if (until) return this.hold(this.db.manager, group.ids, until, 'quiet_hours');
-    }
+    // A held notice must not spend the pharmacy's send rate: reminders are checked here too, and again under
+    // the patient's lock below (another worker may have sent one since).
+    const wait = reminder ? await this.reminderWait(this.db.manager, group) : this.quietWait(group);
+    if (wait) return this.hold(this.db.manager, group.ids, wait.until, wait.reason);
     await this.rate.acquire(head.pharmacy_id, settings.sendRatePerSecond);
 
     const to = this.keys.decrypt(head.phone_enc);
@@ -372,11 +374,8 @@ export class DeliveryService {
           await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7270063))`, [
             head.patient_id,
           ]);
-          const sent = await this.recentReminderSends(tx, head.patient_id);
-          const now = this.clock.now();
-          const capFree = capRelease(now, sent, settings.reminderCaps);
-          const until = earliestSend(now, head.zone, settings.quietHours, capFree);
-          if (until) return this.hold(tx, group.ids, until, capFree ? 'cap' : 'quiet_hours');
+          const held = await this.reminderWait(tx, group);
+          if (held) return this.hold(tx, group.ids, held.until, held.reason);
           return this.recordIntent(tx, group, channel, to, from, content);
         });
     if (intent === null) return this.finish(group.ids, 'suppressed', 'opted_out');
@@ -406,6 +405,7 @@ export class DeliveryService {
               from,
               twiml: this.voiceTwiml(content, group.head.language),
               statusCallback: this.callbackUrl('voice/status', messageId),
+              amdStatusCallback: this.callbackUrl('voice/amd', messageId),
             });
       await this.recordAccepted(messageId, receipt.sid, receipt.status, channel);
       this.metrics.messageSent(group.head.kind, channel);
@@ -552,6 +552,23 @@ export class DeliveryService {
     );
     const known = new Set(taken.map((row) => row.provider_sid));
     return candidates.find((candidate) => !known.has(candidate.sid)) ?? null;
+  }
+
+  private quietWait(group: Group): { until: Date; reason: 'quiet_hours' } | null {
+    const until = earliestSend(this.clock.now(), group.head.zone, group.settings.quietHours, null);
+    return until ? { until, reason: 'quiet_hours' } : null;
+  }
+
+  /** When a reminder may go, if not now: the later of its caps' release and the quiet hours. */
+  private async reminderWait(
+    tx: EntityManager,
+    group: Group,
+  ): Promise<{ until: Date; reason: 'cap' | 'quiet_hours' } | null> {
+    const sent = await this.recentReminderSends(tx, group.head.patient_id);
+    const now = this.clock.now();
+    const capFree = capRelease(now, sent, group.settings.reminderCaps);
+    const until = earliestSend(now, group.head.zone, group.settings.quietHours, capFree);
+    return until ? { until, reason: capFree ? 'cap' : 'quiet_hours' } : null;
   }
 
   /** Reminder sends to the patient in the last week that count against the caps (anything not known failed). */
@@ -756,7 +773,7 @@ export class DeliveryService {
       ]);
       if (group.head.voice_consent === 'opted_in')
         return this.send({ ...group, head: { ...group.head, line_type: 'landline' } }, 'voice');
-      return this.finish(group.ids, 'failed', 'landline without voice consent: call the patient');
+      return this.finish(group.ids, 'failed', LANDLINE_WITHOUT_VOICE);
     }
     this.logger.warn(`notification ${group.head.id} failed permanently (code ${error.code ?? 'none'})`);
     return this.finish(group.ids, 'failed', describeProviderCode(error.code));
@@ -803,27 +820,12 @@ export class DeliveryService {
     return vars;
   }
 
-  private callbackUrl(path: 'status' | 'voice/status', messageId: string): string {
+  private callbackUrl(path: 'status' | 'voice/status' | 'voice/amd', messageId: string): string {
     return `${this.config.publicUrls.dispatcher}/webhooks/twilio/${path}?attemptId=${messageId}`;
   }
 
   private voiceTwiml(text: string, language: Language): string {
-    const response = new twilio.twiml.VoiceResponse();
-    const voice =
-      language === 'es'
-        ? { voice: 'Polly.Lupe' as const, language: 'es-US' as const }
-        : { voice: 'Polly.Joanna' as const, language: 'en-US' as const };
-    response.say(voice, text);
-    const gather = response.gather({
-      numDigits: 1,
-      timeout: 5,
-      action: `${this.config.publicUrls.consentApi}/webhooks/twilio/voice/gather`,
-    });
-    gather.say(
-      voice,
-      language === 'es' ? 'Para dejar de recibir estas llamadas, oprima 9.' : 'To stop these calls, press 9.',
-    );
-    return response.toString();
+    return callTwiml(text, language, `${this.config.publicUrls.consentApi}/webhooks/twilio/voice/gather`);
   }
 }
 

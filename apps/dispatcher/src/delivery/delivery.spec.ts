@@ -167,6 +167,31 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     expect(followUps.body.map((n: { id: string }) => n.id)).toContain(notificationId);
   });
 
+  it('lists a known landline without voice consent for staff follow-up instead of suppressing it', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    await t.db.query(`UPDATE patients SET line_type = 'landline' WHERE id = $1`, [patient.id]);
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    expect(await settled(notificationId)).toEqual({
+      state: 'failed',
+      reason: 'landline without voice consent: call the patient',
+      channel: null,
+    });
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(0);
+    expect(sandbox.calls().filter((c) => c.to === patient.phone)).toHaveLength(0);
+    const followUps = await request(t.http)
+      .get('/v1/follow-ups')
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(200);
+    expect(followUps.body).toContainEqual(
+      expect.objectContaining({
+        id: notificationId,
+        state: 'failed',
+        reason: 'landline without voice consent: call the patient',
+      }),
+    );
+  });
+
   it('retries a 429 and sends exactly once', async () => {
     const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
     sandbox.setFault(patient.phone, { kind: 'http429', times: 1 });
@@ -213,6 +238,34 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     expect(after.status).toBe('delivered');
   });
 
+  it('refuses a forged answering-machine verdict, and ignores one about a text', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('delivered', async () =>
+      (await notification(notificationId)).state === 'delivered' ? true : null,
+    );
+    const [message] = await t.db.query(`SELECT id FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    const path = `/webhooks/twilio/voice/amd?attemptId=${message.id}`;
+    const params = { CallSid: `CA${'0'.repeat(32)}`, AnsweredBy: 'machine_end_beep' };
+    await request(t.http).post(path).type('form').send(params).expect(403);
+    const signature = twilio.getExpectedTwilioSignature(
+      SANDBOX_AUTH_TOKEN,
+      `http://127.0.0.1:${port}${path}`,
+      params,
+    );
+    // A text has no call to update: the verdict changes nothing, and Twilio gets its 200.
+    await request(t.http)
+      .post(path)
+      .type('form')
+      .set('X-Twilio-Signature', signature)
+      .send(params)
+      .expect(200);
+    expect(await notification(notificationId)).toMatchObject({ state: 'delivered', channel: 'sms' });
+  });
+
   it('applies a burst of callbacks that arrive together in their order, each logged once', async () => {
     const patients = await Promise.all(
       [0, 1].map(() => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),
@@ -251,7 +304,7 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     );
     expect(states[0].state).toBe('delivered');
     expect(states[1].state).toBe('failed');
-    expect(states[1].reason).toContain('30003');
+    expect(states[1].reason).toBe('the phone is switched off or out of reach'); // 30003, in words
   });
 
   it("answers only within the key's pharmacy and role", async () => {

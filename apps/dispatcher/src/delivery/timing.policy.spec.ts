@@ -46,6 +46,17 @@ describe('nextOpening (quiet hours 09:00–20:00 local)', () => {
     expect(nextOpening(at(now), zone, window)?.toISOString() ?? null).toBe(expected);
   });
 
+  it.each([
+    ['01:00 EST, the night the clocks skip 02:00–03:00', '2026-03-08T06:00:00Z'],
+    ['01:45 EST, just before the gap', '2026-03-08T06:45:00Z'],
+    ['01:59 EST', '2026-03-08T06:59:00Z'],
+  ])('a window starting inside the spring-forward gap opens when the gap ends (%s)', (_, now) => {
+    const gap = { start: '02:30', end: '20:00' };
+    // 03:00 EDT: the first instant the wall clock reads past 02:30 that day. Never a time already gone.
+    expect(nextOpening(at(now), 'America/New_York', gap)?.toISOString()).toBe('2026-03-08T07:00:00.000Z');
+    expect(nextOpening(at('2026-03-08T07:00:00Z'), 'America/New_York', gap)).toBeNull();
+  });
+
   it('always lands inside the window, on or after now, within a day', () => {
     const zones = [
       'America/New_York',

@@ -78,14 +78,13 @@ export function nextOpening(now: Date, timeZone: string, window: QuietWindow): D
   if (minutes >= start && minutes < end) return null;
   const dayOffset = minutes >= end ? 1 : 0;
   const date = new Date(Date.UTC(local.year, local.month - 1, local.day + dayOffset));
-  return zonedTimeToUtc(
-    date.getUTCFullYear(),
-    date.getUTCMonth() + 1,
-    date.getUTCDate(),
-    Math.floor(start / 60),
-    start % 60,
-    timeZone,
-  );
+  const [y, m, d] = [date.getUTCFullYear(), date.getUTCMonth() + 1, date.getUTCDate()];
+  const opening = zonedTimeToUtc(y, m, d, Math.floor(start / 60), start % 60, timeZone);
+  const seen = localParts(opening, timeZone);
+  if (seen.hour * 60 + seen.minute === start) return opening;
+  // The start falls in a spring-forward gap (02:30 on a day clocks jump from 02:00 to 03:00): that wall time
+  // never exists, and the instant computed for it lies before the gap. The window opens when the gap ends.
+  return zonedTimeToUtc(y, m, d, Math.floor(start / 60) + 1, 0, timeZone);
 }
 
 /**

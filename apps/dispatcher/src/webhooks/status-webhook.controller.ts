@@ -1,10 +1,21 @@
-import { Body, Controller, HttpCode, Inject, Injectable, Post, Query, UseGuards } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  HttpCode,
+  Inject,
+  Injectable,
+  Post,
+  Query,
+  ServiceUnavailableException,
+  UseGuards,
+} from '@nestjs/common';
 import { ApiExcludeEndpoint, ApiTags } from '@nestjs/swagger';
 import { Public } from '@rxnotify/common/auth/api-key.guard';
 import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
 import { TwilioSignatureGuard } from '@rxnotify/common/twilio/twilio-signature.guard';
 import { StatusService } from './status.service';
+import { VoicemailService } from './voicemail.service';
 
 @Injectable()
 export class DispatcherSignatureGuard extends TwilioSignatureGuard {
@@ -24,7 +35,10 @@ export class DispatcherSignatureGuard extends TwilioSignatureGuard {
 @Controller('webhooks/twilio')
 @UseGuards(DispatcherSignatureGuard)
 export class StatusWebhookController {
-  constructor(private readonly statuses: StatusService) {}
+  constructor(
+    private readonly statuses: StatusService,
+    private readonly voicemail: VoicemailService,
+  ) {}
 
   @Post('status')
   @Public()
@@ -51,5 +65,18 @@ export class StatusWebhookController {
     @Body() body: Record<string, string>,
   ): Promise<void> {
     await this.statuses.apply(attemptId, body.CallStatus, body.CallSid, body.ErrorCode);
+  }
+
+  /** The asynchronous answering-machine verdict of a call (AsyncAmdStatusCallback). */
+  @Post('voice/amd')
+  @Public()
+  @HttpCode(200)
+  @ApiExcludeEndpoint()
+  async answeringMachine(
+    @Query('attemptId') attemptId: string | undefined,
+    @Body() body: Record<string, string>,
+  ): Promise<void> {
+    const outcome = await this.voicemail.answered(attemptId, body.CallSid, body.AnsweredBy);
+    if (outcome === 'retry') throw new ServiceUnavailableException('provider unavailable; post again');
   }
 }

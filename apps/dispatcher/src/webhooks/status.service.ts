@@ -1,10 +1,16 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { preparedQuery } from '@rxnotify/common/database/prepared';
 import { WriteBatcher } from '@rxnotify/common/database/write-batcher';
-import { describeProviderCode } from '@rxnotify/common/twilio/sms-provider';
-import { isKnownStatus, notificationStateFor, statusesBefore } from '../delivery/delivery.policy';
+import { NotificationQueue } from '@rxnotify/common/queue/notification-queue';
+import { describeProviderCode, isLandlineCode } from '@rxnotify/common/twilio/sms-provider';
+import {
+  isKnownStatus,
+  LANDLINE_WITHOUT_VOICE,
+  notificationStateFor,
+  statusesBefore,
+} from '../delivery/delivery.policy';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Twilio sids: two letters and 32 hex digits (SM…, MM…, CA…). */
@@ -59,8 +65,29 @@ const APPLY_MANY = `WITH input AS (
    RETURNING n.id)
  SELECT ord::int AS ord FROM message`;
 
+/**
+ * A text the carrier reported undeliverable because the number is a landline (21614, 30006): the patient's line
+ * is remembered as a landline and the notices it covered are owed again, for a call, when calls are consented;
+ * otherwise they fail into the follow-ups with the reason in words. $1 the message id.
+ */
+const LANDLINE_FALLBACK = `WITH message AS (
+   SELECT patient_id, notification_ids FROM messages WHERE id = $1 AND channel = 'sms'),
+ patient AS (
+   UPDATE patients SET line_type = 'landline' WHERE id = (SELECT patient_id FROM message) RETURNING id),
+ callable AS (
+   SELECT EXISTS (SELECT 1 FROM consents WHERE patient_id = (SELECT patient_id FROM message)
+                  AND channel = 'voice' AND status = 'opted_in') AS yes),
+ owed AS (
+   UPDATE notifications SET updated_at = now(),
+          state = CASE WHEN (SELECT yes FROM callable) THEN 'pending' ELSE 'failed' END,
+          reason = CASE WHEN (SELECT yes FROM callable) THEN NULL ELSE $2 END
+   WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) AND state IN ('sending', 'sent')
+   RETURNING id, state)
+ SELECT id, state FROM owed`;
+
 @Injectable()
 export class StatusService {
+  private readonly logger = new Logger(StatusService.name);
   /** A burst of callbacks (two per text) is written in one statement and one commit, not one each. */
   private readonly writes = new WriteBatcher<StatusUpdate, boolean>({
     maxBatchSize: 64,
@@ -69,7 +96,10 @@ export class StatusService {
     one: (update) => this.applyOne(update),
   });
 
-  constructor(@InjectDataSource() private readonly db: DataSource) {}
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly queue: NotificationQueue,
+  ) {}
 
   /**
    * Moves a message forward; a status that is not further along (a late "sent" after "delivered") is ignored,
@@ -84,14 +114,30 @@ export class StatusService {
     if (!attemptId || !UUID.test(attemptId) || !status || !isKnownStatus(status)) return false;
     const code = errorCode && /^\d{1,9}$/.test(errorCode) ? Number(errorCode) : null;
     const state = notificationStateFor(status);
-    return this.writes.write({
-      messageId: attemptId.toLowerCase(),
+    // A landline is not the end of it: the fallback below decides between a call and the follow-ups.
+    const landline = state === 'failed' && isLandlineCode(code);
+    const messageId = attemptId.toLowerCase();
+    const applied = await this.writes.write({
+      messageId,
       status,
       code,
       sid: providerSid && SID.test(providerSid) ? providerSid : null,
-      state,
-      reason: state === 'failed' ? describeProviderCode(code) : null,
+      state: landline ? null : state,
+      reason: state === 'failed' && !landline ? describeProviderCode(code, status) : null,
     });
+    if (applied && landline) await this.landlineFallback(messageId);
+    return applied;
+  }
+
+  private async landlineFallback(messageId: string): Promise<void> {
+    const rows = await this.db.query<{ id: string; state: string }[]>(LANDLINE_FALLBACK, [
+      messageId,
+      LANDLINE_WITHOUT_VOICE,
+    ]);
+    const owed = rows.filter((row) => row.state === 'pending');
+    if (owed.length === 0) return;
+    this.logger.log(`message ${messageId} reached a landline: calling instead (${owed.length} notice(s))`);
+    await this.queue.enqueue(owed.map((row) => ({ notificationId: row.id, redelivery: 'landline' })));
   }
 
   private async applyOne(u: StatusUpdate): Promise<boolean> {

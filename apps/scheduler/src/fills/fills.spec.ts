@@ -173,6 +173,51 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
     ).toEqual([]);
   });
 
+  it("holds ready notices for the pharmacy's coalescing window: 60 s by default, none at 0", async () => {
+    // Seconds between the request and the notice's due time, and the delay of its job.
+    const hold = async (store: PharmacyFixture, via: 'import' | 'click') => {
+      const owner = store.id === pharmacy.id ? patient : await t.given.patient(store, { consent: ['sms'] });
+      const key = store.id === pharmacy.id ? staff : await t.given.apiKey('staff', store);
+      const base = { ...fill(), pharmacyId: store.id, patientExternalId: owner.externalId };
+      const before = Date.now();
+      let notificationId: string;
+      if (via === 'import') {
+        const [created] = (
+          await post(
+            { fills: [{ ...base, status: 'ready', readyAt: new Date().toISOString() }] },
+            key,
+          ).expect(200)
+        ).body.results;
+        [{ id: notificationId }] = await t.db.query(
+          `SELECT id FROM notifications WHERE fill_ids = ARRAY[$1::uuid]`,
+          [created.id],
+        );
+      } else {
+        const [created] = (await post({ fills: [base] }, key).expect(200)).body.results;
+        ({ notificationId } = (
+          await request(t.http)
+            .post(`/v1/fills/${created.id}/ready`)
+            .set('Authorization', `Bearer ${key}`)
+            .expect(202)
+        ).body);
+      }
+      const [n] = await t.db.query(`SELECT due_at FROM notifications WHERE id = $1`, [notificationId]);
+      const job = await queue.getJob(notificationId);
+      return { dueIn: (n.due_at.getTime() - before) / 1000, delay: (job?.opts.delay ?? 0) / 1000 };
+    };
+    const defaults = await t.given.pharmacy({ name: 'Default Window Rx', smsFrom: '+14155550170' });
+    for (const via of ['import', 'click'] as const) {
+      const held = await hold(defaults, via);
+      expect(held.dueIn).toBeGreaterThanOrEqual(59);
+      expect(held.dueIn).toBeLessThan(62);
+      expect(held.delay).toBeGreaterThan(57);
+      expect(held.delay).toBeLessThanOrEqual(60);
+      const atOnce = await hold(pharmacy, via); // readyCoalesceSeconds: 0
+      expect(atOnce.dueIn).toBeLessThan(2);
+      expect(atOnce.delay).toBe(0);
+    }
+  });
+
   it('cancels the pending ready notice when the fill is picked up', async () => {
     const [created] = (await post({ fills: [fill()] }).expect(200)).body.results;
     const { notificationId } = (

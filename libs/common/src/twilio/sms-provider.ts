@@ -11,6 +11,8 @@ export abstract class SmsProvider {
    * patient can share a body, so the caller decides which candidate, if any, is its own.
    */
   abstract findSent(query: SentQuery): Promise<ProviderReceipt[]>;
+  /** Replaces what a call in progress plays (a voicemail gets the message without the keypad menu). */
+  abstract updateCall(sid: string, twiml: string): Promise<void>;
 }
 
 export interface SentQuery {
@@ -33,6 +35,8 @@ export interface OutboundCall {
   from: string;
   twiml: string;
   statusCallback: string;
+  /** Where the answering-machine verdict (AnsweredBy) is posted while the call plays. */
+  amdStatusCallback: string;
 }
 
 export interface ProviderReceipt {
@@ -63,20 +67,48 @@ export class ProviderError extends Error {
 
 const PERMANENT_REASONS: Record<number, string> = {
   21211: 'the number is not a valid phone number',
-  21612: 'the number cannot be reached from this sender',
+  21217: 'the number does not appear to be a valid phone number',
   21408: 'the destination region is not enabled',
+  21606: 'the sender number cannot send texts',
   21610: 'the recipient opted out at the carrier (replied STOP)',
+  21612: 'the number cannot be reached from this sender',
   21614: 'the number is not a mobile number (landline)',
+  30003: 'the phone is switched off or out of reach',
+  30004: 'the carrier or the recipient blocked the message',
+  30005: 'the number does not exist or is no longer in service',
   30006: 'the number is a landline or unreachable carrier',
+  30007: 'the carrier filtered the message as spam',
+  30008: 'the carrier could not deliver the message (unknown error)',
 };
 
-export function describeProviderCode(code: number | null): string {
-  return (code !== null && PERMANENT_REASONS[code]) || `provider error ${code ?? 'unknown'}`;
+/** A final provider status without a known error code, in words. */
+const STATUS_REASONS: Record<string, string> = {
+  busy: 'the line was busy',
+  'no-answer': 'nobody answered the call',
+  canceled: 'the call was canceled before it connected',
+  failed: 'the call or text could not be placed',
+  undelivered: 'the carrier could not deliver the text',
+};
+
+/** Why a send failed, in words staff can act on: by the error code when known, else by the final status. */
+export function describeProviderCode(code: number | null, status?: string): string {
+  const known = code !== null ? PERMANENT_REASONS[code] : undefined;
+  if (known) return known;
+  const byStatus = status !== undefined ? STATUS_REASONS[status] : undefined;
+  if (byStatus) return code === null ? byStatus : `${byStatus} (error ${code})`;
+  return code === null
+    ? 'the provider refused the request'
+    : `the provider refused the request (error ${code})`;
+}
+
+/** The number is not a mobile (a landline, or a carrier that takes no texts): 21614 at send, 30006 in a callback. */
+export function isLandlineCode(code: number | null): boolean {
+  return code === 21614 || code === 30006;
 }
 
 export function classifyProviderFailure(httpStatus: number | null, code: number | null): ProviderFailureKind {
   if (code === 21610) return 'opted_out';
-  if (code === 21614 || code === 30006) return 'not_mobile';
+  if (isLandlineCode(code)) return 'not_mobile';
   if (httpStatus === null || httpStatus === 429 || httpStatus >= 500 || code === 20429) return 'retryable';
   return 'permanent';
 }

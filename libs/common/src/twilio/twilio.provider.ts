@@ -98,8 +98,21 @@ export class TwilioProvider extends SmsProvider {
         statusCallback: call.statusCallback,
         statusCallbackEvent: ['initiated', 'ringing', 'answered', 'completed'],
         machineDetection: 'DetectMessageEnd',
+        // Inline TwiML cannot branch on AnsweredBy: the verdict arrives asynchronously and a voicemail's
+        // call is then updated to play the message without the menu.
+        asyncAmd: 'true',
+        asyncAmdStatusCallback: call.amdStatusCallback,
+        asyncAmdStatusCallbackMethod: 'POST',
       });
       return { sid: created.sid, status: created.status };
+    } catch (error) {
+      throw toProviderError(error);
+    }
+  }
+
+  async updateCall(sid: string, twiml: string): Promise<void> {
+    try {
+      await this.client.calls(sid).update({ twiml });
     } catch (error) {
       throw toProviderError(error);
     }

@@ -1,4 +1,6 @@
+import type Redis from 'ioredis';
 import { FakeClock } from '@rxnotify/common/clock/clock';
+import { REDIS } from '@rxnotify/common/redis';
 import type { NotificationQueue } from '@rxnotify/common/queue/notification-queue';
 import type { Queue } from 'bullmq';
 import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
@@ -65,6 +67,41 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     await advanceTo(new Date('2026-06-11T13:00:00Z'));
     await waitFor('the text at opening', () => textsTo(patient).length === 1);
     await waitFor('sent', async () => ['sent', 'delivered'].includes((await state(notificationId)).state));
+  });
+
+  it("spends none of the pharmacy's send rate on notices it holds", async () => {
+    const store = await t.given.pharmacy({
+      name: 'Night Rx',
+      smsFrom: '+14155550180',
+      timezone: 'America/New_York',
+    });
+    const redis = t.app.get<Redis>(REDIS);
+    // The limiter's counters are per pharmacy and wall-clock second: read every second since `from`.
+    const tokens = async (from: number) => {
+      const seconds = Array.from({ length: Math.floor(Date.now() / 1000) - from + 1 }, (_, i) => from + i);
+      const counts = await redis.mget(seconds.map((s) => `${t.config.queue.prefix}:rate:${store.id}:${s}`));
+      return counts.reduce((sum, n) => sum + Number(n ?? 0), 0);
+    };
+    await advanceTo(new Date('2026-06-12T03:00:00Z')); // 23:00 in New York
+    const patient = await t.given.patient(store, { phone: nextPhone(), consent: ['sms'] });
+    const ready = await t.given.notice(patient);
+    const reminder = await t.given.notice(patient, {
+      kind: 'refill_due',
+      fillStatus: 'picked_up',
+      drugName: 'Lisinopril 10 mg',
+      dueAt: clock.now(),
+    });
+    const from = Math.floor(Date.now() / 1000);
+    await queue.enqueue([ready, reminder].map((n) => ({ notificationId: n.notificationId })));
+    expect(await settledState(ready.notificationId)).toMatchObject({
+      state: 'scheduled',
+      reason: 'quiet_hours',
+    });
+    expect(await settledState(reminder.notificationId)).toMatchObject({
+      state: 'scheduled',
+      reason: 'quiet_hours',
+    });
+    expect(await tokens(from)).toBe(0);
   });
 
   it("sends a family's three ready fills as one text, and every notice points to it", async () => {
@@ -178,10 +215,28 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     expect(call.twiml).toMatch(/<Gather[^>]*numDigits="1"/);
     expect(call.twiml).toContain('press 9');
     expect(call.machineDetection).toBe('DetectMessageEnd');
+    expect(call.asyncAmd).toBe(true);
     await waitFor('delivered by call', async () => (await state(notificationId)).state === 'delivered');
+    const [answered] = callsTo(patient);
+    expect(answered.answeredBy).toBe('human');
+    expect(answered.playedTwiml).toBe(call.twiml);
     expect((await state(notificationId)).channel).toBe('voice');
     const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
     expect(line.line_type).toBe('landline');
+  });
+
+  it('leaves a voicemail the message without the press-9 menu', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['voice'] });
+    sandbox.answerAs(patient.phone, 'machine_end_beep');
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('delivered by call', async () => (await state(notificationId)).state === 'delivered');
+    const [call] = callsTo(patient);
+    expect(call.answeredBy).toBe('machine_end_beep');
+    expect(call.playedTwiml).toContain('Main Street Pharmacy');
+    expect(call.playedTwiml).toMatch(/<Say[^>]*>[^<]*Main Street Pharmacy[^<]*<\/Say><Hangup\/>/);
+    expect(call.playedTwiml).not.toContain('<Gather');
+    expect(call.playedTwiml).not.toContain('press 9');
   });
 
   it('sends a landline without voice consent to staff follow-up', async () => {
@@ -195,6 +250,158 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     });
   });
 
+  it('calls instead when the carrier reports a text undelivered to a landline (30006)', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms', 'voice'] });
+    sandbox.setFault(patient.phone, { kind: 'undelivered', code: 30006, times: 1 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('the call', () => callsTo(patient).length === 1);
+    await waitFor('delivered by call', async () => (await state(notificationId)).state === 'delivered');
+    expect((await state(notificationId)).channel).toBe('voice');
+    expect(textsTo(patient)).toMatchObject([{ status: 'undelivered' }]);
+    expect(callsTo(patient)[0].twiml).toContain('Main Street Pharmacy');
+    const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
+    expect(line.line_type).toBe('landline');
+    const messages = await t.db.query(
+      `SELECT channel, status, error_code FROM messages WHERE patient_id = $1 ORDER BY channel`,
+      [patient.id],
+    );
+    expect(messages).toMatchObject([
+      { channel: 'sms', status: 'undelivered', error_code: 30006 },
+      { channel: 'voice', status: 'completed' },
+    ]);
+  });
+
+  it('fails a text undelivered to a landline into follow-ups when calls are not consented', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    sandbox.setFault(patient.phone, { kind: 'undelivered', code: 30006, times: 1 });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('failed', async () => (await state(notificationId)).state === 'failed');
+    expect(await state(notificationId)).toMatchObject({
+      reason: 'landline without voice consent: call the patient',
+    });
+    expect(callsTo(patient)).toHaveLength(0);
+    const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
+    expect(line.line_type).toBe('landline');
+  });
+
+  describe('coalescing', () => {
+    type Kind = 'ready' | 'refill_due' | 'renewal_needed' | 'adherence_gap';
+    interface Notice {
+      patient: 0 | 1;
+      kind: Kind;
+      drug?: string;
+      /** Not yet due (tomorrow): not enqueued, and not pulled into a text that is due now. */
+      later?: boolean;
+    }
+    const cases: {
+      name: string;
+      notices: Notice[];
+      /** The notices each text covers (by position), when the grouping is certain. */
+      covered?: number[][];
+      texts: number;
+      heldForCap?: number;
+    }[] = [
+      {
+        name: 'three ready notices for one patient → one text covering all three',
+        notices: [
+          { patient: 0, kind: 'ready' },
+          { patient: 0, kind: 'ready' },
+          { patient: 0, kind: 'ready' },
+        ],
+        covered: [[0, 1, 2]],
+        texts: 1,
+      },
+      {
+        name: 'ready notices for two patients → one text each',
+        notices: [
+          { patient: 0, kind: 'ready' },
+          { patient: 1, kind: 'ready' },
+          { patient: 0, kind: 'ready' },
+        ],
+        covered: [[0, 2], [1]],
+        texts: 2,
+      },
+      {
+        name: 'two refill reminders for one patient due together → one text',
+        notices: [
+          { patient: 0, kind: 'refill_due', drug: 'Atorvastatin 20 mg' },
+          { patient: 0, kind: 'refill_due', drug: 'Lisinopril 10 mg' },
+        ],
+        covered: [[0, 1]],
+        texts: 1,
+      },
+      {
+        name: 'a ready notice and a reminder for one patient → separate texts',
+        notices: [
+          { patient: 0, kind: 'ready' },
+          { patient: 0, kind: 'refill_due', drug: 'Lisinopril 10 mg' },
+        ],
+        covered: [[0], [1]],
+        texts: 2,
+      },
+      {
+        name: 'reminders of different kinds → not merged: one goes, the daily cap holds the other',
+        notices: [
+          { patient: 0, kind: 'refill_due', drug: 'Atorvastatin 20 mg' },
+          { patient: 0, kind: 'adherence_gap', drug: 'Lisinopril 10 mg' },
+        ],
+        texts: 1,
+        heldForCap: 1,
+      },
+      {
+        name: 'a reminder due tomorrow is not pulled into one due now',
+        notices: [
+          { patient: 0, kind: 'refill_due', drug: 'Atorvastatin 20 mg' },
+          { patient: 0, kind: 'refill_due', drug: 'Lisinopril 10 mg', later: true },
+        ],
+        covered: [[0]],
+        texts: 1,
+      },
+    ];
+
+    it.each(cases)('$name', async ({ notices, covered, texts, heldForCap }) => {
+      await advanceTo(new Date('2026-06-24T16:00:00Z'));
+      const people = [
+        await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] }),
+        await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] }),
+      ];
+      const ids: string[] = [];
+      for (const n of notices) {
+        const { notificationId } = await t.given.notice(people[n.patient], {
+          kind: n.kind,
+          fillStatus: n.kind === 'ready' ? 'ready' : 'picked_up',
+          drugName: n.drug,
+          dueAt: new Date(clock.now().getTime() + (n.later ? 86400_000 : 0)),
+        });
+        ids.push(notificationId);
+      }
+      const due = ids.filter((_, i) => !notices[i].later);
+      await queue.enqueue(due.map((notificationId) => ({ notificationId })));
+      const settled = await waitFor('every due notice settled', async () => {
+        const states = await Promise.all(due.map(state));
+        return states.every((s) => ['sent', 'delivered', 'scheduled'].includes(s.state)) ? states : null;
+      });
+
+      const messages = await t.db.query(
+        `SELECT notification_ids FROM messages WHERE patient_id = ANY($1::uuid[])`,
+        [people.map((p) => p.id)],
+      );
+      expect(messages).toHaveLength(texts);
+      expect(people.flatMap((p) => textsTo(p))).toHaveLength(texts);
+      const groups = messages
+        .map((m: { notification_ids: string[] }) => m.notification_ids.map((id) => ids.indexOf(id)).sort())
+        .sort((x: number[], y: number[]) => x[0] - y[0]);
+      if (covered) expect(groups).toEqual(covered);
+      expect(settled.filter((s) => s.state === 'scheduled' && s.reason === 'cap')).toHaveLength(
+        heldForCap ?? 0,
+      );
+      for (const [i, n] of notices.entries())
+        if (n.later) expect((await state(ids[i])).state).toBe('pending');
+    });
+  });
+
   it('ends a 429 storm with every message sent exactly once', async () => {
     const patients = await Promise.all(
       Array.from({ length: 8 }, () => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),
@@ -202,6 +409,10 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     for (const p of patients) sandbox.setFault(p.phone, { kind: 'http429', times: 2 });
     const notices = await Promise.all(patients.map((p) => t.given.notice(p)));
     await queue.enqueue(notices.map((n) => ({ notificationId: n.notificationId })));
+    // A notice the storm does not touch, for comparison: a 429 must cost no more attempts than none.
+    const calm = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const control = await t.given.notice(calm);
+    await queue.enqueue([{ notificationId: control.notificationId }]);
     await waitFor(
       'all sent',
       async () =>
@@ -211,6 +422,13 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
       30000,
     );
     for (const p of patients) expect(textsTo(p)).toHaveLength(1);
+    await waitFor('control sent', async () =>
+      ['sent', 'delivered'].includes((await state(control.notificationId)).state),
+    );
+    const attempts = async (id: string) => (await raw.getJob(id))?.attemptsMade;
+    const baseline = await attempts(control.notificationId);
+    expect(baseline).toBeDefined();
+    for (const n of notices) expect(await attempts(n.notificationId)).toBe(baseline);
   }, 40000);
 
   it('sends once when the provider recorded the message but answered 500', async () => {
