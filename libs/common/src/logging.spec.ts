@@ -85,8 +85,10 @@ describe('logs: request ids, trace ids, JSON', () => {
     const json = loggerParams(loadConfig({ NODE_ENV: 'development', LOG_FORMAT: 'json' }), 'x')
       .pinoHttp as Options;
     expect(json.transport).toBeUndefined();
-    const pretty = loggerParams(loadConfig({ ...KEYS, NODE_ENV: 'production', LOG_FORMAT: 'pretty' }), 'x')
-      .pinoHttp as Options;
+    const pretty = loggerParams(
+      loadConfig({ ...KEYS, NODE_ENV: 'production', TWILIO_SANDBOX: '1', LOG_FORMAT: 'pretty' }),
+      'x',
+    ).pinoHttp as Options;
     expect(pretty.transport).toMatchObject({ target: 'pino-pretty' });
   });
 
