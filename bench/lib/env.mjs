@@ -57,7 +57,7 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export function benchKeyRing() {
   const { loadConfig } = dist('libs/common/src/config/config');
   const { KeyRing } = dist('libs/common/src/crypto/key-ring');
-  const config = loadConfig({ NODE_ENV: 'production', PHI_ENCRYPTION_KEYS, PHI_INDEX_KEY });
+  const config = loadConfig({ NODE_ENV: 'production', TWILIO_SANDBOX: '1', PHI_ENCRYPTION_KEYS, PHI_INDEX_KEY });
   return new KeyRing(config.phi.keys, config.phi.indexKey);
 }
 

@@ -63,6 +63,7 @@ export async function appEnv(database, sandbox, extra = {}) {
     TWILIO_API_BASE_URL: sandbox ? sandbox.url : 'http://127.0.0.1:9',
     TWILIO_ACCOUNT_SID: SANDBOX_ACCOUNT_SID,
     TWILIO_AUTH_TOKEN: SANDBOX_AUTH_TOKEN,
+    TWILIO_SANDBOX: '1',
     LOG_LEVEL: 'info',
     SCAN_INTERVAL_SECONDS: '86400',
     RATE_LIMIT_PER_MINUTE: '1000000',

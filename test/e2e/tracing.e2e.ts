@@ -1,5 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Queue } from 'bullmq';
+import { Client } from 'pg';
+import { loadConfig } from '../../libs/common/src/config/config';
+import { KeyRing } from '../../libs/common/src/crypto/key-ring';
+import { NotificationQueue } from '../../libs/common/src/queue/notification-queue';
+import { QueueName } from '../../libs/common/src/queue/queue.catalog';
+import { TEST_INDEX_KEY, TEST_PHI_KEYS } from '../helpers/config';
 import { client, startStack, type Stack } from '../helpers/stack';
 import { waitFor } from '../helpers/wait';
 
@@ -91,7 +98,8 @@ describe('tracing (all apps as processes, OTLP to a collector)', () => {
     await collector?.close();
   });
 
-  it("follows a ready click from the scheduler through the queue to the dispatcher's provider call, without PHI", async () => {
+  /** A pharmacy texting from `smsFrom`, an opted-in patient with `patientPhone` and a fill marked ready: the notification's id. */
+  async function readyClick(patientPhone: string, externalId: string, smsFrom: string): Promise<string> {
     const adminKey = stack
       .cli('api-key', 'create', '--role', 'admin', '--label', 'tracing')
       .stdout.trim()
@@ -102,7 +110,7 @@ describe('tracing (all apps as processes, OTLP to a collector)', () => {
       await admin.post('/v1/pharmacies', {
         name: 'Main Street Pharmacy',
         timezone: 'America/New_York',
-        smsFrom: '+14155550100',
+        smsFrom,
         callbackPhone: '+14155550199',
         settings: { readyCoalesceSeconds: 0, quietHours: { start: '00:00', end: '23:59' } },
       })
@@ -115,7 +123,12 @@ describe('tracing (all apps as processes, OTLP to a collector)', () => {
     const consent = client(stack.urls.consentApi, staffKey);
     const scheduler = client(stack.urls.scheduler, staffKey);
     const patient = (
-      await consent.post('/v1/patients', { pharmacyId: pharmacy.id, externalId: 'PT-T', firstName, phone })
+      await consent.post('/v1/patients', {
+        pharmacyId: pharmacy.id,
+        externalId: `PT-${externalId}`,
+        firstName,
+        phone: patientPhone,
+      })
     ).body as { id: string };
     expect(
       (await consent.put(`/v1/patients/${patient.id}/consent/sms`, { status: 'opted_in', source: 'counter' }))
@@ -125,9 +138,9 @@ describe('tracing (all apps as processes, OTLP to a collector)', () => {
       fills: [
         {
           pharmacyId: pharmacy.id,
-          externalId: 'F-T',
-          patientExternalId: 'PT-T',
-          rxNumber: 'RX-T',
+          externalId: `F-${externalId}`,
+          patientExternalId: `PT-${externalId}`,
+          rxNumber: `RX-${externalId}`,
           fillNumber: 0,
           drugName: 'Metformin 500 mg',
           quantity: 60,
@@ -141,7 +154,11 @@ describe('tracing (all apps as processes, OTLP to a collector)', () => {
     const fillId = (fills.body as { results: Array<{ id: string }> }).results[0].id;
     const ready = await scheduler.post(`/v1/fills/${fillId}/ready`);
     expect(ready.status).toBe(202);
-    const notificationId = (ready.body as { notificationId: string }).notificationId;
+    return (ready.body as { notificationId: string }).notificationId;
+  }
+
+  it("follows a ready click from the scheduler through the queue to the dispatcher's provider call, without PHI", async () => {
+    const notificationId = await readyClick(phone, 'T', '+14155550100');
 
     const deliver = await waitFor(
       'the dispatcher\'s "deliver notification" span',
@@ -193,5 +210,74 @@ describe('tracing (all apps as processes, OTLP to a collector)', () => {
     );
     for (const secret of [phone, phone.slice(2), firstName, 'Metformin'])
       expect(everything).not.toContain(secret);
+  }, 60000);
+
+  it("keeps the phone out of the provider lookup's span (GET Messages.json?To=…&From=…) when an attempt is settled", async () => {
+    const lookedUp = '+14155557391';
+    const sent = await readyClick(lookedUp, 'L', '+14155550101');
+    // A second notice about the same fill whose earlier attempt never got an answer (the dispatcher died after
+    // the intent was written): before sending anything, the dispatcher searches the provider for it by number.
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      PHI_ENCRYPTION_KEYS: TEST_PHI_KEYS,
+      PHI_INDEX_KEY: TEST_INDEX_KEY,
+    });
+    const keys = new KeyRing(config.phi.keys, config.phi.indexKey);
+    const db = new Client({ connectionString: stack.database.url });
+    await db.connect();
+    let notificationId: string;
+    try {
+      const { rows } = await db.query<{ id: string }>(
+        `WITH n AS (
+           INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
+           SELECT pharmacy_id, patient_id, kind, fill_ids, 'test:lookup', now() FROM notifications WHERE id = $1
+           RETURNING id, pharmacy_id, patient_id)
+         INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, status, created_at)
+         SELECT n.id, ARRAY[n.id], n.pharmacy_id, n.patient_id, 'sms', $2, '+14155550101', $3, 'intent', now() - interval '10 minutes'
+         FROM n RETURNING notification_id AS id`,
+        [sent, keys.encrypt(lookedUp), keys.encrypt('Your prescription is ready')],
+      );
+      notificationId = rows[0].id;
+    } finally {
+      await db.end();
+    }
+    const queue = new Queue(QueueName.Delivery, {
+      connection: { host: '127.0.0.1', port: 6379 },
+      prefix: stack.env.QUEUE_PREFIX,
+    });
+    try {
+      await new NotificationQueue(queue).enqueue([{ notificationId }]);
+    } finally {
+      await queue.close();
+    }
+
+    const search = await waitFor(
+      "the dispatcher's provider search span",
+      () =>
+        collector.spans.find(
+          (s) =>
+            s.service === 'dispatcher' &&
+            s.kind === CLIENT &&
+            /Messages\.json\?/.test(String(s.attrs['url.full'] ?? s.attrs['http.url'])),
+        ),
+      30000,
+    );
+    expect(String(search.attrs['url.full'])).toMatch(/[?&]To=REDACTED(&|$)/);
+    expect(String(search.attrs['url.full'])).toMatch(/[?&]From=REDACTED(&|$)/);
+
+    const everything = JSON.stringify(
+      collector.spans.map((s) => ({ name: s.name, attributes: s.attributes, events: s.events })),
+    );
+    for (const form of [
+      lookedUp,
+      encodeURIComponent(lookedUp),
+      '4155557391',
+      '5557391',
+      '555-7391',
+      '555 7391',
+      '555.7391',
+      '(415)',
+    ])
+      expect(everything).not.toContain(form);
   }, 60000);
 });

@@ -16,13 +16,17 @@ const PHONE_FORMS = [
   '415-555-7391',
   '415.555.7391',
   '415 555 7391',
+  '(415)5557391',
   '555-7391',
+  '555 7391',
+  '555.7391',
+  '5557391',
 ];
 
 /**
  * What a stolen database dump, Redis snapshot or log archive would yield, after the whole flow ran as separate
- * processes (opt-in with evidence, ready, a text delivered, STOP, a suppressed notice): no phone number in any
- * format, no name, no message text. Only ciphertext and ids.
+ * processes (opt-in with evidence, ready, a provider failure and its retry, a text delivered, STOP, a suppressed
+ * notice), logging at trace: no phone number in any format, no name, no message text. Only ciphertext and ids.
  */
 describe('no PHI at rest: a pg_dump, every Redis key and every log line after a full flow', () => {
   let stack: Stack;
@@ -32,7 +36,8 @@ describe('no PHI at rest: a pg_dump, every Redis key and every log line after a 
   let notificationIds: string[];
 
   beforeAll(async () => {
-    stack = await startStack();
+    // The most verbose level: whatever any level would print is in the captured output.
+    stack = await startStack({ LOG_LEVEL: 'trace' });
     const adminKey = stack
       .cli('api-key', 'create', '--role', 'admin', '--label', 'phi test')
       .stdout.trim()
@@ -102,6 +107,13 @@ describe('no PHI at rest: a pg_dump, every Redis key and every log line after a 
     const state = async (id: string) =>
       ((await dispatcher.get(`/v1/notifications/${id}`)).body as { state: string }).state;
 
+    // The first send fails once (the provider records it but answers 500): the job's attempt fails, and BullMQ
+    // keeps its failure reason and stack trace in Redis.
+    const fault = await sandbox.post('/sandbox/faults', {
+      to: PHONE_E164,
+      fault: { kind: 'http500AfterRecord', times: 1 },
+    });
+    expect(fault.status).toBeLessThan(300);
     const first = await ready();
     const [text] = await waitFor('the text', async () => {
       const received = (await sandbox.get(`/sandbox/messages?to=${encodeURIComponent(PHONE_E164)}`))
@@ -109,7 +121,8 @@ describe('no PHI at rest: a pg_dump, every Redis key and every log line after a 
       return received.length > 0 ? received : null;
     });
     sentBody = text.body;
-    await waitFor('delivered', async () => (await state(first)) === 'delivered');
+    // Settled by the provider lookup after the 500, the notification is sent (its delivery report may have come first).
+    await waitFor('sent', async () => ['sent', 'delivered'].includes(await state(first)), 30000);
 
     const stop = await sandbox.post('/sandbox/inbound', {
       from: PHONE_E164,
@@ -211,9 +224,10 @@ describe('no PHI at rest: a pg_dump, every Redis key and every log line after a 
     } finally {
       redis.disconnect();
     }
-    // Not vacuous: the delivery jobs are there, named by their notification ids.
+    // Not vacuous: the delivery jobs are there, named by their notification ids, with the failed attempt's reason.
     expect(keys).toBeGreaterThan(0);
     for (const id of notificationIds) expect(snapshot).toContain(id);
+    expect(snapshot).toContain('provider answered 500');
     expect(leaked(snapshot)).toEqual([]);
   });
 

@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
+import { findPrincipal } from '@rxnotify/common/auth/api-keys';
 import { KeyRing } from '@rxnotify/common/crypto/key-ring';
 import { dataSourceOptions } from '@rxnotify/common/database/data-source';
 import { TEST_INDEX_KEY, TEST_PHI_KEYS } from '../../../test/helpers/config';
@@ -14,7 +15,7 @@ const ROOT = join(__dirname, '../../..');
 const CLI = join(ROOT, 'dist/apps/cli/src/main.js');
 
 /** The operator commands of issue 5, run as an operator runs them: the built CLI in its own process. */
-describe('cli: audit export and retention purge (built CLI, real Postgres)', () => {
+describe('cli: audit export and verify, retention purge, key rotation, API keys (built CLI, real Postgres)', () => {
   let database: TestDatabase;
   let db: DataSource;
   let out: string;
@@ -159,6 +160,130 @@ describe('cli: audit export and retention purge (built CLI, real Postgres)', () 
       const result = cli(['retention', 'purge'], { AUDIT_RETENTION_YEARS: '5' });
       expect(result.status).toBe(1);
       expect(result.stderr).toContain('AUDIT_RETENTION_YEARS must be at least 6');
+    });
+  });
+
+  describe('audit verify', () => {
+    /** A change made as superuser with the table's guard trigger off, as an attacker with the database would. */
+    const behindTheTrigger = (table: string, trigger: string, sql: string, params: unknown[]) =>
+      db.transaction(async (tx) => {
+        await tx.query(`ALTER TABLE ${table} DISABLE TRIGGER ${trigger}`);
+        await tx.query(sql, params);
+        await tx.query(`ALTER TABLE ${table} ENABLE TRIGGER ${trigger}`);
+      });
+
+    it('exits 0 on intact chains, and 1 naming the row changed behind the trigger', async () => {
+      await db.query(
+        `INSERT INTO access_log (key_id, role, pharmacy_id, patient_id, action, route)
+         VALUES (gen_random_uuid(), 'staff', $1, $2, 'patient.read', 'GET /v1/patients/x')`,
+        [patient.pharmacyId, patient.id],
+      );
+      const intact = cli(['audit', 'verify']);
+      expect(intact.status).toBe(0);
+      expect(intact.stdout).toMatch(/^access_log: intact, [1-9]\d* rows/m);
+      expect(intact.stdout).toMatch(/^consent_events: intact, [1-9]\d* rows/m);
+      expect(intact.stdout).toContain('consent_evidence: intact');
+
+      const [row] = await db.query<{ id: string; route: string }[]>(
+        `SELECT id::text, route FROM access_log WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1`,
+      );
+      const update = `UPDATE access_log SET route = $2 WHERE id = $1`;
+      await behindTheTrigger('access_log', 'access_log_append_only', update, [
+        row.id,
+        'GET /v1/somewhere-else',
+      ]);
+      const broken = cli(['audit', 'verify']);
+      expect(broken.status).toBe(1);
+      expect(broken.stdout).toContain(`access_log: BROKEN at id ${row.id} `);
+      expect(broken.stdout).toContain('hash does not match the row content');
+
+      await behindTheTrigger('access_log', 'access_log_append_only', update, [row.id, row.route]);
+      expect(cli(['audit', 'verify']).status).toBe(0);
+    });
+
+    it('exits 1 naming the consent event whose evidence text was replaced', async () => {
+      const [event] = await db.query<{ id: string }[]>(
+        `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor, evidence_mac)
+         VALUES ($1, $2, 'voice', 'opted_in', 'paper_form', 'key:test', $3) RETURNING id::text`,
+        [patient.id, patient.pharmacyId, keys.evidenceMac('Signed form #88')],
+      );
+      await db.query(`INSERT INTO consent_evidence (consent_event_id, evidence_enc) VALUES ($1, $2)`, [
+        event.id,
+        keys.encrypt('Signed form #88'),
+      ]);
+      expect(cli(['audit', 'verify']).status).toBe(0);
+
+      // Rewriting the ciphertext is allowed (key rotation does it); a different text is not.
+      await db.query(`UPDATE consent_evidence SET evidence_enc = $2 WHERE consent_event_id = $1`, [
+        event.id,
+        keys.encrypt('Verbal, unwitnessed'),
+      ]);
+      const broken = cli(['audit', 'verify']);
+      expect(broken.status).toBe(1);
+      expect(broken.stdout).toContain(`consent_evidence: BROKEN at consent event id ${event.id} `);
+
+      await db.query(`UPDATE consent_evidence SET evidence_enc = $2 WHERE consent_event_id = $1`, [
+        event.id,
+        keys.encrypt('Signed form #88'),
+      ]);
+      expect(cli(['audit', 'verify']).status).toBe(0);
+    });
+  });
+
+  describe('keys rotate', () => {
+    const next = { id: 'k2', key: Buffer.alloc(32, 11) };
+    const nextEntry = `k2:${next.key.toString('base64')}`;
+
+    it('re-encrypts every PHI column under the first key, and the old key can then be dropped', async () => {
+      const rotated = cli(['keys', 'rotate'], { PHI_ENCRYPTION_KEYS: `${nextEntry},${TEST_PHI_KEYS}` });
+      expect(rotated.status).toBe(0);
+      const report = JSON.parse(rotated.stdout) as { currentKey: string; rotated: Record<string, number> };
+      expect(report.currentKey).toBe('k2');
+      expect(report.rotated['patients.phone_enc']).toBeGreaterThan(0);
+      expect(report.rotated['consent_evidence.evidence_enc']).toBeGreaterThan(0);
+
+      const onlyNext = new KeyRing([next], Buffer.alloc(32, 8));
+      const [stored] = await db.query<{ phone_enc: string }[]>(
+        `SELECT phone_enc FROM patients WHERE id = $1`,
+        [patient.id],
+      );
+      expect(stored.phone_enc).toMatch(/^v1\.k2\./);
+      expect(onlyNext.decrypt(stored.phone_enc)).toBe(patient.phone);
+      // The evidence still proves unchanged, and the CLI works with the new key alone.
+      expect(cli(['audit', 'verify'], { PHI_ENCRYPTION_KEYS: nextEntry }).status).toBe(0);
+      expect(JSON.parse(cli(['keys', 'rotate'], { PHI_ENCRYPTION_KEYS: nextEntry }).stdout)).toMatchObject({
+        rotated: { 'patients.phone_enc': 0, 'consent_evidence.evidence_enc': 0 },
+      });
+
+      // Back under the test key, for the rest of this file.
+      expect(cli(['keys', 'rotate'], { PHI_ENCRYPTION_KEYS: `${TEST_PHI_KEYS},${nextEntry}` }).status).toBe(
+        0,
+      );
+      expect(cli(['audit', 'verify']).status).toBe(0);
+    });
+  });
+
+  describe('api-key create and revoke', () => {
+    it('prints a new key once, and after revoke (by id, or by the key) it authenticates nothing', async () => {
+      for (const by of ['id', 'key'] as const) {
+        const created = cli(['api-key', 'create', '--role', 'admin', '--label', `break-glass ${by}`]);
+        expect(created.status).toBe(0);
+        const [summary, key] = created.stdout.trim().split('\n');
+        const id = /created admin key ([0-9a-f-]{36}) /.exec(summary)?.[1] ?? '';
+        expect(await findPrincipal(db, key)).toMatchObject({ keyId: id, role: 'admin', pharmacyId: null });
+        const [row] = await db.query<{ key_hash: string }[]>(`SELECT key_hash FROM api_keys WHERE id = $1`, [
+          id,
+        ]);
+        expect(row.key_hash).not.toContain(key);
+
+        const revoked = cli(['api-key', 'revoke', by === 'id' ? id : key]);
+        expect(revoked.status).toBe(0);
+        expect(revoked.stdout).toBe('revoked\n');
+        expect(await findPrincipal(db, key)).toBeNull();
+        const again = cli(['api-key', 'revoke', id]);
+        expect(again.status).toBe(1);
+        expect(again.stderr).toContain('no live key matches');
+      }
     });
   });
 });

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DataSource } from 'typeorm';
 import { createApiKey, revokeApiKey, ROLES, type Role } from '@rxnotify/common/auth/api-keys';
-import { CHAINS, verifyChain } from '@rxnotify/common/audit/audit-chain';
+import { CHAINS, verifyChain, verifyConsentEvidence } from '@rxnotify/common/audit/audit-chain';
 import { ExportArgumentError, exportAudit, parseExportBound } from '@rxnotify/common/audit/audit-export';
 import { ConfigError, loadConfig, type AppConfig } from '@rxnotify/common/config/config';
 import { KeyRing } from '@rxnotify/common/crypto/key-ring';
@@ -99,9 +99,11 @@ program
 const audit = program.command('audit').description('audit evidence');
 audit
   .command('verify')
-  .description('check every audit hash chain; exit 0 when intact, 1 naming the first broken row')
+  .description(
+    'check every audit hash chain and every consent evidence against its MAC; exit 0 when intact, 1 naming the first broken row',
+  )
   .action(async () => {
-    await withDatabase(async (db) => {
+    await withDatabase(async (db, cfg) => {
       let intact = true;
       for (const chain of CHAINS) {
         const report = await verifyChain(db, chain);
@@ -113,6 +115,15 @@ audit
         } else {
           process.stdout.write(`${chain}: intact, ${report.rows} rows, head ${report.head}\n`);
         }
+      }
+      const evidence = await verifyConsentEvidence(db, new KeyRing(cfg.phi.keys, cfg.phi.indexKey));
+      if (evidence) {
+        intact = false;
+        process.stdout.write(
+          `consent_evidence: BROKEN at consent event id ${evidence.id} (seq ${evidence.seq}): ${evidence.problem}\n`,
+        );
+      } else {
+        process.stdout.write('consent_evidence: intact\n');
       }
       if (!intact) process.exitCode = 1;
     });

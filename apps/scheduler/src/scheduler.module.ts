@@ -5,6 +5,7 @@ import { CoreModule } from '@rxnotify/common/core.module';
 import { AdherenceModule } from './adherence/adherence.module';
 import { FhirModule } from './fhir/fhir.module';
 import { FillsModule } from './fills/fills.module';
+import { RetentionModule } from './retention/retention.module';
 import { ScansModule } from './scans/scans.module';
 
 @Module({})
@@ -18,6 +19,7 @@ export class SchedulerModule {
         FhirModule,
         ScansModule,
         AdherenceModule,
+        RetentionModule,
       ],
     };
   }

@@ -1,6 +1,7 @@
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import express from 'express';
+import pino, { type LoggerOptions } from 'pino';
 import pinoHttp, { type Options } from 'pino-http';
 import request from 'supertest';
 import { loadConfig } from './config/config';
@@ -85,8 +86,10 @@ describe('logs: request ids, trace ids, JSON', () => {
     const json = loggerParams(loadConfig({ NODE_ENV: 'development', LOG_FORMAT: 'json' }), 'x')
       .pinoHttp as Options;
     expect(json.transport).toBeUndefined();
-    const pretty = loggerParams(loadConfig({ ...KEYS, NODE_ENV: 'production', LOG_FORMAT: 'pretty' }), 'x')
-      .pinoHttp as Options;
+    const pretty = loggerParams(
+      loadConfig({ ...KEYS, NODE_ENV: 'production', TWILIO_SANDBOX: '1', LOG_FORMAT: 'pretty' }),
+      'x',
+    ).pinoHttp as Options;
     expect(pretty.transport).toMatchObject({ target: 'pino-pretty' });
   });
 
@@ -104,5 +107,51 @@ describe('logs: request ids, trace ids, JSON', () => {
       ['/webhooks/twilio/status', 403],
       ['/v1/patients', 201],
     ]);
+  });
+});
+
+describe('logs: no PHI at any depth', () => {
+  const phone = '+14155557391';
+  const lines: string[] = [];
+  const params = loggerParams(
+    loadConfig({ ...KEYS, NODE_ENV: 'test', LOG_LEVEL: 'trace', LOG_FORMAT: 'json' }),
+    'test-app',
+  );
+  const logger = pino(params.pinoHttp as LoggerOptions, { write: (line: string) => lines.push(line) });
+  beforeEach(() => lines.splice(0));
+
+  it('censors phones, names and texts however deep they sit, and keeps ids and error messages', () => {
+    const patient = {
+      id: 'a1b2',
+      phone,
+      firstName: 'Adaline',
+      lastName: 'Lovelace',
+      patientName: 'Adaline Lovelace',
+    };
+    logger.info({
+      phone,
+      To: phone,
+      From: '+14155550100',
+      name: 'Adaline Lovelace',
+      twiml: '<Say>Hi Adaline</Say>',
+    });
+    logger.info({ patient, notificationId: 'n-42' });
+    logger.warn({ job: { data: { message: { to: phone, Body: 'Metformin is ready, Adaline' } } } });
+    logger.debug({ a: { b: { c: { d: { e: { phoneNumber: phone, evidence: 'signed by Adaline' } } } } } });
+    logger.info({ attempts: [{ to: phone }, [{ body: 'Metformin is ready' }]] });
+    const failed = Object.assign(new Error('insert failed'), { parameters: [phone, 'Adaline'] });
+    logger.error({ err: failed }, 'query failed');
+
+    const output = lines.join('\n');
+    expect(lines).toHaveLength(6);
+    for (const secret of ['4155557391', 'Adaline', 'Lovelace', 'Metformin', '4155550100'])
+      expect(output).not.toContain(secret);
+    const [first, second, , , , error] = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(first).toMatchObject({ phone: '[redacted]', To: '[redacted]', name: '[redacted]' });
+    expect(second).toMatchObject({ patient: { id: 'a1b2', phone: '[redacted]' }, notificationId: 'n-42' });
+    expect(error).toMatchObject({
+      msg: 'query failed',
+      err: { message: 'insert failed', parameters: '[redacted]' },
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { startTestApp, type TestApp } from '../../../../test/helpers/app';
 import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
@@ -70,6 +71,21 @@ describe('audit access route (consent-api, real Postgres)', () => {
     ['?sort=desc', 'property sort should not exist'],
   ])('answers 422 naming the field for %s', async (query, problem) => {
     expect((await access(query).expect(422)).body.message).toContain(problem);
+  });
+
+  it('refuses, rather than cuts short, an answer of more than 10000 records, and answers once narrowed', async () => {
+    const busy = randomUUID();
+    await t.db.query(
+      `INSERT INTO access_log (key_id, role, pharmacy_id, patient_id, action, route, at)
+       SELECT gen_random_uuid(), 'integration', $1, $2, 'fill.upsert', 'POST /v1/fills', timestamptz '2020-01-01' + n * interval '1 second'
+       FROM generate_series(1, 10001) AS n`,
+      [pharmacy.id, busy],
+    );
+    const res = await access(`?patientId=${busy}`).expect(422);
+    expect(res.body.message).toEqual([
+      expect.stringContaining('more than 10000 access records match: narrow from and to'),
+    ]);
+    expect((await access(`?patientId=${busy}&to=2020-01-01T00:00:10Z`).expect(200)).body).toHaveLength(10);
   });
 
   it('is for auditors and admins only', async () => {

@@ -60,9 +60,17 @@ export class ConsentService {
       );
       // The event's `at` is now() as well: the transaction's time, equal to the state's updated_at.
       const [event] = await manager.query<{ id: string; at: Date }[]>(
-        `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, at`,
-        [patient.id, patient.pharmacyId, channel, input.status, input.source, `key:${principal.keyId}`],
+        `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor, evidence_mac)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, at`,
+        [
+          patient.id,
+          patient.pharmacyId,
+          channel,
+          input.status,
+          input.source,
+          `key:${principal.keyId}`,
+          input.evidence ? this.keyRing.evidenceMac(input.evidence) : null,
+        ],
       );
       if (input.evidence) {
         await manager.query(`INSERT INTO consent_evidence (consent_event_id, evidence_enc) VALUES ($1, $2)`, [

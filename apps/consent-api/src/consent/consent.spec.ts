@@ -1,4 +1,7 @@
 import request from 'supertest';
+import { verifyChain, verifyConsentEvidence } from '@rxnotify/common/audit/audit-chain';
+import { KeyRing } from '@rxnotify/common/crypto/key-ring';
+import { rotateKeys } from '@rxnotify/common/crypto/rotate';
 import { startTestApp, type TestApp } from '../../../../test/helpers/app';
 import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
 import { ConsentApiModule } from '../consent-api.module';
@@ -170,5 +173,91 @@ describe('consent (consent-api, real Postgres)', () => {
     expect(body.history).toHaveLength(10);
     const last = body.history[body.history.length - 1];
     expect(body.sms).toMatchObject({ status: last.status, source: last.source });
+  });
+
+  it('makes the evidence tamper-evident: rotation keeps it provable, a changed text is named, deletion is refused', async () => {
+    const patient = await newPatient();
+    const text = 'Signed intake form #5120, witnessed by J. Reyes';
+    await put(patient.id, 'sms', { status: 'opted_in', source: 'paper_form', evidence: text }).expect(200);
+    await put(patient.id, 'voice', { status: 'opted_in', source: 'pharmacist' }).expect(200);
+    const [event, bare] = await t.db.query<{ id: string; evidence_mac: string | null }[]>(
+      `SELECT id::text, evidence_mac FROM consent_events WHERE patient_id = $1 ORDER BY id`,
+      [patient.id],
+    );
+    expect(event.evidence_mac).toBe(t.keys.evidenceMac(text));
+    expect(bare.evidence_mac).toBeNull();
+    expect(await verifyConsentEvidence(t.db, t.keys)).toBeNull();
+    expect((await verifyChain(t.db, 'consent_events')).broken).toBeNull();
+    const evidenceOf = async () =>
+      (
+        await t.db.query<{ evidence_enc: string }[]>(
+          `SELECT evidence_enc FROM consent_evidence WHERE consent_event_id = $1`,
+          [event.id],
+        )
+      )[0].evidence_enc;
+
+    // Key rotation rewrites the ciphertext (allowed) and the plaintext still matches the chained MAC.
+    const rotated = new KeyRing(
+      [{ id: 'rot2', key: Buffer.alloc(32, 9) }, ...t.config.phi.keys],
+      t.config.phi.indexKey,
+    );
+    await rotateKeys(t.db, rotated);
+    expect(await evidenceOf()).toMatch(/^v1\.rot2\./);
+    expect(await verifyConsentEvidence(t.db, rotated)).toBeNull();
+    await rotateKeys(
+      t.db,
+      new KeyRing([...t.config.phi.keys, { id: 'rot2', key: Buffer.alloc(32, 9) }], t.config.phi.indexKey),
+    );
+    expect(await verifyConsentEvidence(t.db, t.keys)).toBeNull();
+
+    // A different text under a valid ciphertext: the database cannot tell, the MAC can.
+    const original = await evidenceOf();
+    await t.db.query(`UPDATE consent_evidence SET evidence_enc = $2 WHERE consent_event_id = $1`, [
+      event.id,
+      t.keys.encrypt('Verbal consent, no witness'),
+    ]);
+    expect(await verifyConsentEvidence(t.db, t.keys)).toMatchObject({
+      chain: 'consent_events',
+      id: event.id,
+      problem: 'consent evidence does not match the MAC in its event',
+    });
+    await t.db.query(`UPDATE consent_evidence SET evidence_enc = $2 WHERE consent_event_id = $1`, [
+      event.id,
+      original,
+    ]);
+    expect(await verifyConsentEvidence(t.db, t.keys)).toBeNull();
+
+    // Removing, moving or adding evidence after the fact is refused by the database itself.
+    for (const [sql, params] of [
+      [`DELETE FROM consent_evidence WHERE consent_event_id = $1`, [event.id]],
+      [`UPDATE consent_evidence SET consent_event_id = $2 WHERE consent_event_id = $1`, [event.id, bare.id]],
+      [`INSERT INTO consent_evidence (consent_event_id, evidence_enc) VALUES ($1, $2)`, [bare.id, original]],
+      [`TRUNCATE consent_evidence`, []],
+    ] as const) {
+      await expect(t.db.query(sql, [...params])).rejects.toThrow(/consent_evidence/);
+    }
+
+    // A forged MAC written behind the trigger's back (as superuser) breaks the event's chain hash.
+    const behindTheTrigger = async (mac: string, evidence: string) =>
+      t.db.transaction(async (tx) => {
+        await tx.query(`ALTER TABLE consent_events DISABLE TRIGGER consent_events_append_only`);
+        await tx.query(`ALTER TABLE consent_evidence DISABLE TRIGGER consent_evidence_guard`);
+        await tx.query(`UPDATE consent_events SET evidence_mac = $2 WHERE id = $1`, [event.id, mac]);
+        await tx.query(`UPDATE consent_evidence SET evidence_enc = $2 WHERE consent_event_id = $1`, [
+          event.id,
+          evidence,
+        ]);
+        await tx.query(`ALTER TABLE consent_evidence ENABLE TRIGGER consent_evidence_guard`);
+        await tx.query(`ALTER TABLE consent_events ENABLE TRIGGER consent_events_append_only`);
+      });
+    const forged = 'Verbal consent, no witness';
+    await behindTheTrigger(t.keys.evidenceMac(forged), t.keys.encrypt(forged));
+    expect(await verifyConsentEvidence(t.db, t.keys)).toBeNull();
+    expect((await verifyChain(t.db, 'consent_events')).broken).toMatchObject({
+      id: event.id,
+      problem: 'hash does not match the row content',
+    });
+    await behindTheTrigger(t.keys.evidenceMac(text), original);
+    expect((await verifyChain(t.db, 'consent_events')).broken).toBeNull();
   });
 });

@@ -1,3 +1,4 @@
+import { verifyConsentEvidence } from '@rxnotify/common/audit/audit-chain';
 import { FakeClock } from '@rxnotify/common/clock/clock';
 import { KeyRing } from '@rxnotify/common/crypto/key-ring';
 import { ENCRYPTED_COLUMNS, rotateKeys } from '@rxnotify/common/crypto/rotate';
@@ -43,6 +44,23 @@ describe('key rotation during sends', () => {
       patients.push(await before.patient(pharmacy, { phone: `+1415555${5000 + i}`, consent: ['sms'] }));
     const notices = [];
     for (const p of patients) notices.push(await before.notice(p, { dueAt: clock.now() }));
+    // Consent evidence for some of them, as the consent API writes it: ciphertext beside a MAC-bearing event.
+    const evidenceOf = (i: number) => `paper form #${1000 + i}, signed at the counter`;
+    for (const [i, p] of patients.slice(0, 10).entries()) {
+      const [event] = await oldDb.query<{ id: string }[]>(
+        `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor, evidence_mac)
+         VALUES ($1, $2, 'voice', 'opted_in', 'paper_form', 'key:test', $3) RETURNING id`,
+        [p.id, p.pharmacyId, oldKeys.evidenceMac(evidenceOf(i))],
+      );
+      await oldDb.query(`INSERT INTO consent_evidence (consent_event_id, evidence_enc) VALUES ($1, $2)`, [
+        event.id,
+        oldKeys.encrypt(evidenceOf(i)),
+      ]);
+    }
+    const [{ n: oldEvidence }] = await oldDb.query<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM consent_evidence WHERE evidence_enc LIKE 'v1.test1.%'`,
+    );
+    expect(oldEvidence).toBe(10);
     await oldDb.destroy();
 
     const queue = t.queue;
@@ -68,6 +86,17 @@ describe('key rotation during sends', () => {
         expect(`${table}.${column}: ${old}`).toBe(`${table}.${column}: 0`);
       }
     }
+    const evidence = await t.db.query<{ patient_id: string; evidence_enc: string }[]>(
+      `SELECT e.patient_id, v.evidence_enc FROM consent_evidence v JOIN consent_events e ON e.id = v.consent_event_id`,
+    );
+    expect(evidence).toHaveLength(10);
+    for (const row of evidence) {
+      const i = patients.findIndex((p) => p.id === row.patient_id);
+      expect(row.evidence_enc).toMatch(/^v1\.test2\./);
+      expect(t.keys.decrypt(row.evidence_enc)).toBe(evidenceOf(i));
+    }
+    // Re-encrypted, not altered: every evidence still matches the MAC chained in its event.
+    expect(await verifyConsentEvidence(t.db, t.keys)).toBeNull();
     const messages = await t.db.query(`SELECT to_enc, body_enc FROM messages`);
     for (const m of messages) {
       expect(t.keys.decrypt(m.to_enc)).toMatch(/^\+1415555/);

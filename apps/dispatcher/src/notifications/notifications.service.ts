@@ -53,6 +53,7 @@ interface MessageRow {
   notification_id: string;
   notification_ids: string[];
   patient_id: string;
+  pharmacy_id: string;
   channel: string;
   to_enc: string;
   provider_sid: string | null;
@@ -98,20 +99,14 @@ export class NotificationsService {
     route: string,
   ): Promise<MessageView[]> {
     const rows = await this.db.query<MessageRow[]>(
-      `SELECT id, notification_id, notification_ids, patient_id, channel, to_enc, provider_sid, status, error_code, created_at, updated_at
+      `SELECT id, notification_id, notification_ids, patient_id, pharmacy_id, channel, to_enc, provider_sid, status, error_code, created_at, updated_at
        FROM messages
        WHERE ($1::uuid IS NULL OR pharmacy_id = $1) AND ($2::uuid IS NULL OR patient_id = $2)
          AND ($3::uuid IS NULL OR $3 = ANY(notification_ids))
        ORDER BY created_at DESC LIMIT ${LIST_LIMIT}`,
       [principal.pharmacyId, filter.patientId ?? null, filter.notificationId ?? null],
     );
-    await this.logAccess(
-      principal,
-      rows.map((r) => r.patient_id),
-      'messages.read',
-      route,
-      rows.length,
-    );
+    await this.logAccess(principal, rows, 'messages.read', route);
     return rows.map((row) => this.messageView(row));
   }
 
@@ -140,13 +135,7 @@ export class NotificationsService {
        FROM messages WHERE notification_ids && $1::uuid[] ORDER BY created_at`,
       [rows.map((r) => r.id)],
     );
-    await this.logAccess(
-      principal,
-      rows.map((r) => r.patient_id),
-      'notifications.read',
-      route,
-      rows.length,
-    );
+    await this.logAccess(principal, rows, 'notifications.read', route);
     const byNotification = new Map<string, MessageView[]>();
     for (const message of messages) {
       // A coalesced message belongs to every notification it covered.
@@ -187,17 +176,20 @@ export class NotificationsService {
     };
   }
 
+  /**
+   * One entry per patient, under the pharmacy that holds the record (not the key's scope, which is null for an
+   * all-pharmacy key): a pharmacy's auditor must see every read of its patients, whoever made it.
+   */
   private async logAccess(
     principal: Principal,
-    patientIds: string[],
+    rows: { patient_id: string; pharmacy_id: string }[],
     action: string,
     route: string,
-    _count: number,
   ) {
-    const distinct = [...new Set(patientIds)];
+    const byPatient = new Map(rows.map((r) => [r.patient_id, r.pharmacy_id]));
     await this.accessLog.record(
       principal,
-      distinct.map((patientId) => ({ patientId, pharmacyId: principal.pharmacyId, action, route })),
+      [...byPatient].map(([patientId, pharmacyId]) => ({ patientId, pharmacyId, action, route })),
     );
   }
 }

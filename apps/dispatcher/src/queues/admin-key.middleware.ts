@@ -7,6 +7,8 @@ import { findPrincipal } from '@rxnotify/common/auth/api-keys';
 /**
  * The queue dashboard is an express app, outside Nest's guards: this is its door. An admin API key in
  * `Authorization: Bearer` and nothing else (no query-string key: URLs end up in logs and browser history).
+ * The admin must reach every pharmacy: the queues hold every pharmacy's jobs, and retrying or removing one
+ * acts on another pharmacy's notification.
  */
 @Injectable()
 export class AdminKeyMiddleware implements NestMiddleware {
@@ -22,6 +24,11 @@ export class AdminKeyMiddleware implements NestMiddleware {
       );
     if (principal.role !== 'admin')
       return this.refuse(res, new ForbiddenException('the queue dashboard needs the admin role'));
+    if (principal.pharmacyId !== null)
+      return this.refuse(
+        res,
+        new ForbiddenException('the queue dashboard needs an admin key not limited to one pharmacy'),
+      );
     next();
   }
 

@@ -7,12 +7,14 @@ describe('the queue dashboard (dispatcher /queues)', () => {
   let t: TestApp;
   let admin: string;
   let staff: string;
+  let scopedAdmin: string;
 
   beforeAll(async () => {
     t = await startTestApp((config) => DispatcherModule.forRoot(config));
     const pharmacy = await t.given.pharmacy();
     admin = await t.given.apiKey('admin');
     staff = await t.given.apiKey('staff', pharmacy);
+    scopedAdmin = await t.given.apiKey('admin', pharmacy);
   });
   afterAll(() => t.close());
 
@@ -22,6 +24,13 @@ describe('the queue dashboard (dispatcher /queues)', () => {
     await request(t.http).get('/queues').set('Authorization', 'Bearer not-a-key').expect(401);
     await request(t.http).get('/queues').set('Authorization', `Bearer ${staff}`).expect(403);
     await request(t.http).get('/queues/api/queues').set('Authorization', `Bearer ${staff}`).expect(403);
+  });
+
+  it("refuses an admin key limited to one pharmacy (the queues hold every pharmacy's jobs)", async () => {
+    for (const path of ['/queues', '/queues/api/queues']) {
+      const res = await request(t.http).get(path).set('Authorization', `Bearer ${scopedAdmin}`).expect(403);
+      expect(JSON.stringify(res.body)).toContain('not limited to one pharmacy');
+    }
   });
 
   it('takes no key from the query string', async () => {

@@ -2,6 +2,10 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Principal } from '../auth/api-keys';
+import { InvalidInputError } from '../errors';
+
+/** The most records one answer holds; a query matching more is refused rather than cut short. */
+export const MAX_ACCESS_RECORDS = 10_000;
 
 export interface AccessEntry {
   patientId: string | null;
@@ -64,9 +68,16 @@ export class AccessLogService {
       `SELECT key_id, role, pharmacy_id, patient_id, action, route, at FROM access_log
        WHERE ($1::uuid IS NULL OR patient_id = $1) AND ($2::timestamptz IS NULL OR at >= $2)
          AND ($3::timestamptz IS NULL OR at <= $3) AND ($4::uuid IS NULL OR pharmacy_id = $4)
-       ORDER BY id LIMIT 10000`,
-      [filter.patientId ?? null, filter.from ?? null, filter.to ?? null, scope],
+       ORDER BY id LIMIT $5`,
+      [filter.patientId ?? null, filter.from ?? null, filter.to ?? null, scope, MAX_ACCESS_RECORDS + 1],
     );
+    // An auditor must never take a partial answer for the whole one.
+    if (rows.length > MAX_ACCESS_RECORDS) {
+      throw new InvalidInputError([
+        `more than ${MAX_ACCESS_RECORDS} access records match: narrow from and to (or give patientId), ` +
+          'or take them all with `npm run cli -- audit export`',
+      ]);
+    }
     return rows.map((r) => ({
       keyId: r.key_id,
       role: r.role,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { DataSource } from 'typeorm';
+import type { KeyRing } from '../crypto/key-ring';
 
 /** The columns each chain hashes, in order. docs/security.md states the same scheme for auditors. */
 export const CHAIN_COLUMNS = {
@@ -18,6 +19,26 @@ export const CHAIN_COLUMNS = {
 } as const;
 
 export type ChainName = keyof typeof CHAIN_COLUMNS;
+
+/**
+ * Columns hashed after the others only when the row has a value (so rows chained before they existed keep their
+ * hash): a consent event's MAC of its evidence (migration 1732800000000-consent-evidence-integrity).
+ */
+export const OPTIONAL_CHAIN_COLUMNS: Record<ChainName, readonly string[]> = {
+  consent_events: ['evidence_mac'],
+  message_attempts: [],
+  access_log: [],
+};
+
+/** The text a row's hash covers, from its chained columns as text (NULL: null or ''). */
+export function canonicalRow(chain: ChainName, row: Record<string, string | null | undefined>): string {
+  const parts = CHAIN_COLUMNS[chain].map((c) => row[c] ?? '');
+  for (const c of OPTIONAL_CHAIN_COLUMNS[chain]) {
+    const value = row[c];
+    if (value !== null && value !== undefined && value !== '') parts.push(value);
+  }
+  return parts.join('|');
+}
 export const CHAINS = Object.keys(CHAIN_COLUMNS) as ChainName[];
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -75,7 +96,7 @@ export async function sealChain(db: DataSource, chain: ChainName, wait = false):
 export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5000): Promise<ChainReport> {
   await sealChain(db, chain, true);
   const columns = CHAIN_COLUMNS[chain];
-  const select = columns
+  const select = [...columns, ...OPTIONAL_CHAIN_COLUMNS[chain]]
     .map((c) => (c === 'at' ? `audit_ts(at) AS at` : `coalesce(${c}::text, '') AS ${c}`))
     .join(', ');
   let prev = GENESIS_HASH;
@@ -88,7 +109,7 @@ export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5
       [after, pageSize],
     );
     for (const row of page) {
-      const canonical = columns.map((c) => row[c]).join('|');
+      const canonical = canonicalRow(chain, row);
       const where = { chain, id: row.row_id, seq: row.seq };
       if (BigInt(row.seq) !== expectedSeq) {
         return {
@@ -150,4 +171,42 @@ export async function verifyChain(db: DataSource, chain: ChainName, pageSize = 5
     };
   }
   return { chain, rows, head: prev, broken: null };
+}
+
+/**
+ * Checks every consent evidence against the MAC its (chained) consent event recorded: the evidence is ciphertext
+ * that key rotation may rewrite, so its plaintext is what must not change. Returns the first mismatch, naming the
+ * consent event, or null. Evidence of events written before the MAC existed has none to check against.
+ */
+export async function verifyConsentEvidence(
+  db: DataSource,
+  keys: KeyRing,
+  pageSize = 1000,
+): Promise<ChainBreak | null> {
+  let after = '0';
+  for (;;) {
+    const page = await db.query<
+      { id: string; seq: string | null; evidence_mac: string; evidence_enc: string | null }[]
+    >(
+      `SELECT e.id::text, e.seq::text, e.evidence_mac, v.evidence_enc
+       FROM consent_events e LEFT JOIN consent_evidence v ON v.consent_event_id = e.id
+       WHERE e.evidence_mac IS NOT NULL AND e.id > $1::bigint ORDER BY e.id LIMIT $2`,
+      [after, pageSize],
+    );
+    for (const row of page) {
+      const where = { chain: 'consent_events' as const, id: row.id, seq: row.seq ?? '-' };
+      if (row.evidence_enc === null) return { ...where, problem: 'consent evidence is missing' };
+      let plaintext: string;
+      try {
+        plaintext = keys.decrypt(row.evidence_enc);
+      } catch {
+        return { ...where, problem: 'consent evidence does not decrypt' };
+      }
+      if (keys.evidenceMac(plaintext) !== row.evidence_mac) {
+        return { ...where, problem: 'consent evidence does not match the MAC in its event' };
+      }
+    }
+    if (page.length < pageSize) return null;
+    after = page[page.length - 1].id;
+  }
 }

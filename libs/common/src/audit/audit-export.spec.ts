@@ -7,7 +7,7 @@ import { createTestDatabase, type TestDatabase } from '../../../../test/helpers/
 import { given, type PatientFixture, type PharmacyFixture } from '../../../../test/helpers/given';
 import { KeyRing } from '../crypto/key-ring';
 import { dataSourceOptions } from '../database/data-source';
-import { CHAIN_COLUMNS, rowHash, type ChainName } from './audit-chain';
+import { canonicalRow, rowHash, type ChainName } from './audit-chain';
 import {
   EXPORT_FILES,
   ExportArgumentError,
@@ -76,9 +76,9 @@ describe('audit export (real Postgres)', () => {
 
   const consentEvent = async (at: string, evidence: string | null) => {
     const [row] = await db.query<{ id: string }[]>(
-      `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor, at)
-       VALUES ($1, $2, 'sms', 'opted_in', 'paper_form', 'key:test', $3) RETURNING id`,
-      [patient.id, pharmacy.id, at],
+      `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor, at, evidence_mac)
+       VALUES ($1, $2, 'sms', 'opted_in', 'paper_form', 'key:test', $3, $4) RETURNING id`,
+      [patient.id, pharmacy.id, at, evidence ? keys.evidenceMac(evidence) : null],
     );
     if (evidence) {
       await db.query(`INSERT INTO consent_evidence (consent_event_id, evidence_enc) VALUES ($1, $2)`, [
@@ -173,8 +173,9 @@ describe('audit export (real Postgres)', () => {
       });
       // Every line can be verified on its own, without rxnotify: the hash of its prev_hash and chained columns.
       for (const row of rows) {
-        const canonical = CHAIN_COLUMNS[chain].map((c) => (row[c] ?? '') as string).join('|');
-        expect(rowHash(row.prev_hash as string, canonical)).toBe(row.hash);
+        expect(
+          rowHash(row.prev_hash as string, canonicalRow(chain, row as Record<string, string | null>)),
+        ).toBe(row.hash);
       }
       const [head] = await db.query<{ seq: string; hash: string }[]>(
         `SELECT seq::text, hash FROM audit_chain_heads WHERE chain = $1`,

@@ -5,6 +5,7 @@ import type { DataSource, QueryRunner } from 'typeorm';
 import type { KeyRing } from '../crypto/key-ring';
 import {
   CHAIN_COLUMNS,
+  OPTIONAL_CHAIN_COLUMNS,
   CHAINS,
   sealChain,
   verifyChain,
@@ -136,7 +137,7 @@ interface ChainSource {
 const SOURCES: ChainSource[] = [
   {
     chain: 'consent_events',
-    sql: `SELECT e.id::text AS id, ${chained('consent_events', 'e')}, e.prev_hash, e.hash, v.evidence_enc
+    sql: `SELECT e.id::text AS id, ${chained('consent_events', 'e')}, e.evidence_mac, e.prev_hash, e.hash, v.evidence_enc
           FROM consent_events e LEFT JOIN consent_evidence v ON v.consent_event_id = e.id
           WHERE e.at BETWEEN $1::timestamptz AND $2::timestamptz AND e.seq > $3::bigint ORDER BY e.seq LIMIT $4`,
     toLine: (row, keys) => ({
@@ -179,6 +180,7 @@ const SOURCES: ChainSource[] = [
 function pick(row: Row, chain: ChainName): Record<string, string | null> {
   const line: Record<string, string | null> = { id: row.id };
   for (const column of CHAIN_COLUMNS[chain]) line[column] = row[column];
+  for (const column of OPTIONAL_CHAIN_COLUMNS[chain]) line[column] = row[column] ?? null;
   line.prev_hash = row.prev_hash;
   line.hash = row.hash;
   return line;

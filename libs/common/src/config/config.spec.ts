@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, SANDBOX_ACCOUNT_SID } from './config';
+import { ConfigError, loadConfig, SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN } from './config';
 
 const key = (byte: number) => Buffer.alloc(32, byte).toString('base64');
 
@@ -31,6 +31,36 @@ describe('loadConfig', () => {
 
   it('refuses to boot outside development without PHI keys', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/PHI_ENCRYPTION_KEYS.*PHI_INDEX_KEY/);
+  });
+
+  it('refuses to boot in production on the public sandbox credentials unless TWILIO_SANDBOX=1 says it is a demo', () => {
+    const keys = { NODE_ENV: 'production', PHI_ENCRYPTION_KEYS: `k1:${key(1)}`, PHI_INDEX_KEY: key(2) };
+    const explicitSandbox = {
+      TWILIO_ACCOUNT_SID: SANDBOX_ACCOUNT_SID,
+      TWILIO_AUTH_TOKEN: SANDBOX_AUTH_TOKEN,
+    };
+    for (const env of [keys, { ...keys, ...explicitSandbox }, { ...keys, TWILIO_SANDBOX: '0' }]) {
+      let error: unknown;
+      try {
+        loadConfig(env);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const message = (error as ConfigError).message;
+      expect(message).toContain('TWILIO_AUTH_TOKEN');
+      expect(message).toContain('TWILIO_SANDBOX=1');
+      expect(message).not.toContain(SANDBOX_AUTH_TOKEN);
+    }
+    expect(loadConfig({ ...keys, TWILIO_SANDBOX: '1' }).twilio.sandbox).toBe(true);
+    expect(loadConfig({ ...keys, ...explicitSandbox, TWILIO_SANDBOX: '1' }).twilio.authToken).toBe(
+      SANDBOX_AUTH_TOKEN,
+    );
+    const real = { TWILIO_ACCOUNT_SID: `AC${'a'.repeat(32)}`, TWILIO_AUTH_TOKEN: 'a-real-secret' };
+    expect(loadConfig({ ...keys, ...real }).twilio.sandbox).toBe(false);
+    // Development and tests run on the sandbox without saying so.
+    expect(loadConfig({ ...keys, NODE_ENV: 'test' }).twilio.sandbox).toBe(true);
+    expect(loadConfig({}).twilio.sandbox).toBe(true);
   });
 
   it('names every bad variable and never echoes a value', () => {

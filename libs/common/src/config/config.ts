@@ -64,6 +64,8 @@ const envSchema = z.object({
   TWILIO_API_BASE_URL: url(['http', 'https']).optional(),
   TWILIO_SANDBOX_PORT: port(SANDBOX_DEFAULT_PORT),
   TWILIO_SANDBOX_URL: url(['http', 'https']).optional(),
+  // Demo only: lets production run on the built-in sandbox credentials, whose token is public.
+  TWILIO_SANDBOX: z.enum(['0', '1']).optional(),
   CONSENT_API_PUBLIC_URL: url(['http', 'https']).optional(),
   DISPATCHER_PUBLIC_URL: url(['http', 'https']).optional(),
   PHI_ENCRYPTION_KEYS: keyRing.optional(),
@@ -134,6 +136,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const sandbox = !e.TWILIO_ACCOUNT_SID && !e.TWILIO_AUTH_TOKEN;
   if (!sandbox && !(e.TWILIO_ACCOUNT_SID && e.TWILIO_AUTH_TOKEN)) {
     problems.push('TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together');
+  }
+  // The sandbox token is in this repository: with it, anyone can sign a webhook (a forged STOP or delivery report).
+  const publicCredentials = sandbox || e.TWILIO_AUTH_TOKEN === SANDBOX_AUTH_TOKEN;
+  if (e.NODE_ENV === 'production' && publicCredentials && e.TWILIO_SANDBOX !== '1') {
+    problems.push(
+      'TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be real Twilio credentials in production ' +
+        '(the built-in sandbox credentials are public, so webhook signatures could be forged); ' +
+        'set TWILIO_SANDBOX=1 to run on the sandbox anyway (demo only)',
+    );
   }
   const devKeys = e.NODE_ENV === 'development' && (!e.PHI_ENCRYPTION_KEYS || !e.PHI_INDEX_KEY);
   if (e.NODE_ENV !== 'development') {

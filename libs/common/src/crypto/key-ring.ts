@@ -61,6 +61,14 @@ export class KeyRing {
     return ciphertext.split('.')[1] !== this.current.id;
   }
 
+  /**
+   * A keyed hash of consent evidence, chained in its consent event, so the evidence can be proved unchanged
+   * although its ciphertext is rewritten by key rotation. Domain-separated from the phone index.
+   */
+  evidenceMac(evidence: string): string {
+    return createHmac('sha256', this.indexKey).update(`consent-evidence\n${evidence}`).digest('hex');
+  }
+
   /** A deterministic keyed hash, so a phone can be found without storing it in the clear. */
   blindIndex(value: string): string {
     return createHmac('sha256', this.indexKey).update(value).digest('hex');

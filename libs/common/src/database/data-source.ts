@@ -5,6 +5,7 @@ import { DetailedMessages1732400000000 } from './migrations/1732400000000-detail
 import { FillsRunOutIndex1732500000000 } from './migrations/1732500000000-fills-run-out-index';
 import { AuditSealing1732600000000 } from './migrations/1732600000000-audit-sealing';
 import { MessagesGinNoPendingList1732700000000 } from './migrations/1732700000000-messages-gin-no-pending-list';
+import { ConsentEvidenceIntegrity1732800000000 } from './migrations/1732800000000-consent-evidence-integrity';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
@@ -12,6 +13,7 @@ export const MIGRATIONS = [
   FillsRunOutIndex1732500000000,
   AuditSealing1732600000000,
   MessagesGinNoPendingList1732700000000,
+  ConsentEvidenceIntegrity1732800000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {

@@ -4,11 +4,13 @@ import type { JobsOptions } from 'bullmq';
 export enum QueueName {
   Delivery = 'delivery',
   Scans = 'scans',
+  Retention = 'retention',
 }
 
 export enum JobName {
   SendNotification = 'send-notification',
   Scan = 'scan',
+  PurgeMessageBodies = 'purge-message-bodies',
 }
 
 /** The W3C trace context of the span that enqueued a job (ids and flags only), so the worker continues its trace. */
@@ -21,6 +23,7 @@ export interface TraceCarrier {
 export interface JobPayloads {
   [JobName.SendNotification]: { notificationId: string; trace?: TraceCarrier };
   [JobName.Scan]: Record<string, never>;
+  [JobName.PurgeMessageBodies]: Record<string, never>;
 }
 
 export type JobOf<N extends JobName> = JobPayloads[N];
@@ -28,6 +31,7 @@ export type JobOf<N extends JobName> = JobPayloads[N];
 export const JOB_QUEUE: Record<JobName, QueueName> = {
   [JobName.SendNotification]: QueueName.Delivery,
   [JobName.Scan]: QueueName.Scans,
+  [JobName.PurgeMessageBodies]: QueueName.Retention,
 };
 
 export const JOB_OPTIONS: Record<JobName, JobsOptions> = {
@@ -42,5 +46,11 @@ export const JOB_OPTIONS: Record<JobName, JobsOptions> = {
     backoff: { type: 'exponential', delay: 5000 },
     removeOnComplete: { count: 100 },
     removeOnFail: { count: 100 },
+  },
+  [JobName.PurgeMessageBodies]: {
+    attempts: 3,
+    backoff: { type: 'exponential', delay: 60_000 },
+    removeOnComplete: { count: 30 },
+    removeOnFail: { count: 30 },
   },
 };

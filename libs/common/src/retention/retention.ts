@@ -1,6 +1,8 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 
 const DAY_MS = 86_400_000;
+/** One id for every purge (the scheduler's daily job on any replica, the CLI): never two at once. */
+const PURGE_LOCK = 7270065;
 
 export interface PurgeOptions {
   /** Bodies of messages created more than this many days before `now` are erased. */
@@ -24,7 +26,10 @@ export interface PurgeReport {
  * `messages` has no index on created_at, so rather than re-scanning for old rows in every batch, one pass
  * walks the primary key: each batch takes the next `batchSize` ids and erases the old bodies among them.
  */
-export async function purgeMessageBodies(db: DataSource, options: PurgeOptions): Promise<PurgeReport> {
+export async function purgeMessageBodies(
+  db: DataSource | QueryRunner,
+  options: PurgeOptions,
+): Promise<PurgeReport> {
   const batchSize = options.batchSize ?? 1000;
   const before = new Date(options.now.getTime() - options.bodyRetentionDays * DAY_MS);
   let after: string | null = null;
@@ -45,4 +50,30 @@ export async function purgeMessageBodies(db: DataSource, options: PurgeOptions):
     after = batch.last;
   }
   return { before: before.toISOString(), purgedMessageBodies: purged };
+}
+
+/**
+ * {@link purgeMessageBodies} unless another purge holds the lock (a second scheduler replica's run, an operator's
+ * CLI run): then nothing is done and null is returned, since that run erases the same bodies.
+ */
+export async function purgeMessageBodiesExclusively(
+  db: DataSource,
+  options: PurgeOptions,
+): Promise<PurgeReport | null> {
+  const session = db.createQueryRunner();
+  await session.connect();
+  try {
+    const [{ locked }] = (await session.query('SELECT pg_try_advisory_lock($1) AS locked', [PURGE_LOCK])) as {
+      locked: boolean;
+    }[];
+    if (!locked) return null;
+    try {
+      // On the lock's own connection: the purge needs no second one from the pool.
+      return await purgeMessageBodies(session, options);
+    } finally {
+      await session.query('SELECT pg_advisory_unlock($1)', [PURGE_LOCK]);
+    }
+  } finally {
+    await session.release();
+  }
 }

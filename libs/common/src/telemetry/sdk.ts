@@ -1,5 +1,5 @@
-import { IncomingMessage } from 'node:http';
-import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
+import { IncomingMessage, type RequestOptions } from 'node:http';
+import { diag, DiagLogLevel, type Attributes, type DiagLogger } from '@opentelemetry/api';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -78,6 +78,9 @@ function instrumentations() {
   return [
     new HttpInstrumentation({
       ignoreIncomingRequestHook: (request) => UNTRACED_PATHS.test(request.url ?? ''),
+      // What these hooks return replaces the instrumentation's own url.full and url.query.
+      startOutgoingSpanHook: outgoingUrlAttributes,
+      startIncomingSpanHook: (request) => incomingQueryAttributes(request.url ?? ''),
       // The route template Express matched names the server span (`POST /v1/fills/:id/ready`), never the URL.
       applyCustomAttributesOnSpan: (span, request) => {
         if (!(request instanceof IncomingMessage)) return;
@@ -95,6 +98,35 @@ function instrumentations() {
     // (arguments may be job payloads or keys).
     new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (command) => command }),
   ];
+}
+
+/**
+ * Query values may be PHI: the provider's message and call searches are `?To=%2B1…&From=…`. Every value is
+ * replaced (the instrumentation only redacts a fixed list of signature parameters); the names stay, for debugging.
+ */
+export function redactQuery(query: string): string {
+  const redacted = new URLSearchParams();
+  for (const name of new URLSearchParams(query).keys()) redacted.append(name, 'REDACTED');
+  return redacted.toString();
+}
+
+/** url.full of an outgoing request with its query values redacted and no credentials; nothing when it has no query. */
+export function outgoingUrlAttributes(request: RequestOptions): Attributes {
+  const path = request.path ?? '/';
+  const at = path.indexOf('?');
+  if (at < 0) return {};
+  const port = request.port ? String(request.port) : '';
+  let host = request.host ?? request.hostname ?? 'localhost';
+  if (!host.includes(':') && port && port !== '80' && port !== '443') host += `:${port}`;
+  return {
+    'url.full': `${request.protocol ?? 'http:'}//${host}${path.slice(0, at)}?${redactQuery(path.slice(at + 1))}`,
+  };
+}
+
+/** url.query of an incoming request with every value redacted; nothing when it has no query. */
+export function incomingQueryAttributes(url: string): Attributes {
+  const at = url.indexOf('?');
+  return at < 0 || at === url.length - 1 ? {} : { 'url.query': redactQuery(url.slice(at + 1)) };
 }
 
 class DroppingSpanProcessor implements SpanProcessor {
