@@ -223,16 +223,25 @@ interface Accepted {
   channel: Channel;
 }
 
+/**
+ * The notice's state once its attempt is answered or settled: `delivered` when the delivery report already came
+ * (it may land before the answer, or while a 5xx left the attempt unsettled), else `sent`.
+ */
+const ANSWERED_STATE = (status: string) =>
+  `CASE WHEN ${status} IN ('delivered', 'completed') THEN 'delivered' ELSE 'sent' END`;
+
 // A status callback may have landed first (it carries the attempt id): keep whichever status is further along.
 const ACCEPTED_ONE = `WITH message AS (
    UPDATE messages SET provider_sid = coalesce(provider_sid, $2), updated_at = now(),
           status = CASE WHEN status = 'intent' THEN $3 ELSE status END
-   WHERE id = $1 RETURNING id, notification_id, notification_ids),
+   WHERE id = $1 RETURNING id, notification_id, notification_ids, status),
  attempt AS (
    INSERT INTO message_attempts (message_id, notification_id, event, status, provider_sid)
    SELECT id, notification_id, 'result', $3, $2 FROM message),
  notification AS (
-   UPDATE notifications SET state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END, channel = $4,
+   UPDATE notifications
+      SET state = CASE WHEN state = 'sending' THEN ${ANSWERED_STATE('(SELECT status FROM message)')} ELSE state END,
+          channel = $4,
           reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
    WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) RETURNING id)
  SELECT id FROM message`;
@@ -244,14 +253,16 @@ const ACCEPTED_MANY = `WITH input AS (
    UPDATE messages m SET provider_sid = coalesce(m.provider_sid, i.sid), updated_at = now(),
           status = CASE WHEN m.status = 'intent' THEN i.status ELSE m.status END
    FROM input i WHERE m.id = i.message_id
-   RETURNING m.id, m.notification_id, m.notification_ids, i.sid, i.status, i.channel, i.ord),
+   RETURNING m.id, m.notification_id, m.notification_ids, i.sid, i.status, i.channel, i.ord, m.status AS stored),
  attempt AS (
    INSERT INTO message_attempts (message_id, notification_id, event, status, provider_sid)
    SELECT id, notification_id, 'result', status, sid FROM message ORDER BY ord),
  notification AS (
-   UPDATE notifications n SET state = CASE WHEN n.state = 'sending' THEN 'sent' ELSE n.state END, channel = x.channel,
+   UPDATE notifications n
+      SET state = CASE WHEN n.state = 'sending' THEN ${ANSWERED_STATE('x.stored')} ELSE n.state END,
+          channel = x.channel,
           reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-   FROM (SELECT unnest(notification_ids) AS nid, channel FROM message) x
+   FROM (SELECT unnest(notification_ids) AS nid, channel, stored FROM message) x
    WHERE n.id = x.nid RETURNING n.id)
  SELECT id FROM message`;
 
