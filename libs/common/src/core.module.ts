@@ -22,6 +22,7 @@ import { CatalogQueues } from './metrics/catalog-queues';
 import { Metrics } from './metrics/metrics.service';
 import { Workers } from './metrics/workers';
 import { createRedis, REDIS } from './redis';
+import { RedisEvictionCheck } from './redis-eviction';
 
 @Injectable()
 class RedisCloser implements OnApplicationShutdown {
@@ -69,6 +70,7 @@ export class CoreModule {
         Metrics,
         Workers,
         RedisCloser,
+        RedisEvictionCheck,
         AccessLogService,
         AuditSealer,
       ],
