@@ -565,6 +565,38 @@ export class DeliveryService {
     return { settled };
   }
 
+  /**
+   * Attempts left at `intent` whose notifications are no longer owed (sent by a later attempt, cancelled,
+   * suppressed or failed meanwhile): no job will settle them, so the reconciler does, once they are old
+   * enough to have landed, by the same lookup. Returns how many it settled; a provider outage leaves the rest
+   * for the next round.
+   */
+  async settleOrphanIntents(limit = 100): Promise<number> {
+    const orphans = await this.db.query<OpenIntent[]>(
+      `SELECT m.id, m.channel, m.to_enc, m.from_number, m.body_enc, m.created_at, m.notification_ids, m.status, m.provider_sid
+       FROM messages m
+       WHERE m.status = 'intent' AND m.created_at < $1
+         AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.id = ANY(m.notification_ids)
+                           AND n.state IN ('pending', 'scheduled', 'sending'))
+       ORDER BY m.created_at LIMIT $2`,
+      [new Date(this.clock.now().getTime() - SETTLE_UNANSWERED_AFTER_MS), limit],
+    );
+    let settled = 0;
+    for (const intent of orphans) {
+      let found;
+      try {
+        found = await this.lookUp(intent, []);
+      } catch (error) {
+        if (error instanceof RetryableDeliveryError) break;
+        throw error;
+      }
+      if (!found || !(await this.claimProviderRecord(intent, found)))
+        await this.recordAttempt(intent.id, 'failed', null, 'not_found_at_provider');
+      settled++;
+    }
+    return settled;
+  }
+
   /** Records the provider's message as this attempt's; false when another attempt took that sid first. */
   private async claimProviderRecord(
     intent: OpenIntent,

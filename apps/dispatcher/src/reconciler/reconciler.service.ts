@@ -11,6 +11,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { Clock } from '@rxnotify/common/clock/clock';
 import { JOB_OPTIONS, JobName, QueueName, type JobOf } from '@rxnotify/common/queue/queue.catalog';
 import { SHUTDOWN_GRACE_MS, settlesWithin } from '@rxnotify/common/shutdown/grace';
+import { DeliveryService } from '../delivery/delivery.service';
 
 const INTERVAL_MS = 30_000;
 const BATCH = 500;
@@ -22,7 +23,8 @@ const LIVE_STATES = new Set(['waiting', 'delayed', 'active', 'prioritized', 'wai
  * Postgres is the source of truth; Redis is transport. At start and every 30 s, every notification still owed
  * (pending, held, or claimed by a worker whose lease ran out) gets a job if the queue does not hold a live one:
  * after a Redis flush, a lost enqueue or a crashed worker, nothing is lost. Attempts whose answer was lost are
- * settled when the job runs (the delivery service asks the provider before any resend).
+ * settled when the job runs (the delivery service asks the provider before any resend); those of notifications
+ * no longer owed, which no job will run for, by each round.
  */
 @Injectable()
 export class ReconcilerService implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -34,6 +36,7 @@ export class ReconcilerService implements OnApplicationBootstrap, BeforeApplicat
     @InjectDataSource() private readonly db: DataSource,
     @InjectQueue(QueueName.Delivery) private readonly queue: Queue<JobOf<JobName.SendNotification>>,
     private readonly clock: Clock,
+    private readonly delivery: DeliveryService,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -74,7 +77,11 @@ export class ReconcilerService implements OnApplicationBootstrap, BeforeApplicat
       );
       if (!locked) return 0;
       try {
-        return await this.round(session);
+        const created = await this.round(session);
+        const settled = await this.delivery.settleOrphanIntents();
+        if (settled > 0)
+          this.logger.log(`settled ${settled} open attempt(s) of notifications no longer owed`);
+        return created;
       } finally {
         await session.query(`SELECT pg_advisory_unlock($1)`, [RECONCILE_LOCK]);
       }

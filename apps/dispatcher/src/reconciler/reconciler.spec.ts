@@ -136,4 +136,54 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
     });
     expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(1);
   });
+
+  it('settles attempts left open on notifications no longer owed, at the provider, once they are old enough', async () => {
+    const pharmacy = await t.given.pharmacy({
+      smsFrom: '+14155550122',
+      settings: { sendRatePerSecond: 1000 },
+    });
+    const orphan = async (state: string, ageMs: number, body: string) => {
+      const patient = await t.given.patient(pharmacy, { phone: `+1415555${phone++}`, consent: ['sms'] });
+      const { notificationId } = await t.given.notice(patient, { dueAt: clock.now() });
+      await t.db.query(`UPDATE notifications SET state = $2 WHERE id = $1`, [notificationId, state]);
+      const messageId = await t.given.intentMessage(patient, notificationId, {
+        from: pharmacy.smsFrom,
+        body,
+        createdAt: new Date(clock.now().getTime() - ageMs),
+      });
+      return { patient, messageId };
+    };
+    const message = async (id: string) =>
+      (await t.db.query(`SELECT status, provider_sid FROM messages WHERE id = $1`, [id]))[0];
+
+    // Went out, but the notice was cancelled before anyone recorded the answer.
+    const wentOut = await orphan('cancelled', 90_000, 'Orphan: ready. Reply STOP to opt out.');
+    await fetch(`${sandbox.url}/2010-04-01/Accounts/${SANDBOX_ACCOUNT_SID}/Messages.json`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Basic ${Buffer.from(`${SANDBOX_ACCOUNT_SID}:${SANDBOX_AUTH_TOKEN}`).toString('base64')}`,
+        'Content-Type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({
+        To: wentOut.patient.phone,
+        From: pharmacy.smsFrom,
+        Body: 'Orphan: ready. Reply STOP to opt out.',
+      }).toString(),
+    });
+    // Never reached the provider; the notice was sent by a later attempt.
+    const never = await orphan('sent', 90_000, 'Orphan: never sent.');
+    // Too recent to be looked up: it may still be landing.
+    const young = await orphan('cancelled', 10_000, 'Orphan: young.');
+
+    await reconciler.reconcile();
+    expect(await message(wentOut.messageId)).toEqual({
+      status: expect.not.stringMatching(/^intent$/),
+      provider_sid: expect.stringMatching(/^SM/),
+    });
+    expect(await message(never.messageId)).toMatchObject({ status: 'failed', provider_sid: null });
+    expect(await message(young.messageId)).toMatchObject({ status: 'intent' });
+    // Settling sends nothing.
+    expect(sandbox.messages().filter((m) => m.to === wentOut.patient.phone)).toHaveLength(1);
+    expect(sandbox.messages().filter((m) => m.to === never.patient.phone)).toHaveLength(0);
+  });
 });
