@@ -545,6 +545,15 @@ export async function inFlight(
     : { sending: row.sending, intents: row.intents, heldByStopped: row.held };
 }
 
+/**
+ * A disruption proves something only if it lands while sends are going out: some already sent (the stack was
+ * working) and not all of them (there was work left for it to break). `sent` is counted at the disruption.
+ */
+export function expectMidStream(sent: number, total: number): void {
+  expect(sent).toBeGreaterThan(0);
+  expect(sent).toBeLessThan(total);
+}
+
 /** Deletes every key under the prefix (SCAN + UNLINK); returns how many went. */
 export async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
   let cursor = '0';

@@ -1,8 +1,10 @@
 import {
   enqueue,
+  expectMidStream,
   inFlight,
   openScenario,
   seedNotices,
+  sentSoFar,
   settle,
   tally,
   untilSent,
@@ -29,10 +31,12 @@ describe('chaos: Redis wiped mid-send', () => {
     const { ids, expected } = await seedNotices(s, N);
     await enqueue(s, ids);
 
-    const sent = await untilSent(s, Math.floor(N * 0.4));
-    const wipe = { atSecond: 0, sent, how: await wipeRedis(s) };
-    wipe.atSecond = Math.round((Date.now() - s.startedAt) / 1000);
+    await untilSent(s, Math.floor(N * 0.4));
+    const how = await wipeRedis(s);
+    const sent = await sentSoFar(s);
+    const wipe = { atSecond: Math.round((Date.now() - s.startedAt) / 1000), sent, how };
     const after = await inFlight(s);
+    expectMidStream(sent, N);
     const settled = await settle(s, 120000);
     const result = await tally(s, expected, { wipe: { ...wipe, ...after }, settled });
     expect(result).toMatchObject({

@@ -740,7 +740,7 @@ describe(`fuzzing every route (fast-check, ${RUNS} runs a route)`, () => {
     const { notificationId } = await t.given.notice(patient);
     await t.db.query(`UPDATE notifications SET state = 'sent' WHERE id = $1`, [notificationId]);
     // The send still in flight (at `intent`) is another patient's: an opt-out waits for in-flight sends to its
-    // patient (up to 10 s), which would only slow the fuzzing of STOP.
+    // patient (up to 20 s), which would only slow the fuzzing of STOP.
     const other = await t.given.patient(pharmacy, { phone: '+14155556182' });
     const message = async (to: PatientFixture, status: string, sid: string | null) => {
       let notice = notificationId;

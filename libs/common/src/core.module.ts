@@ -13,6 +13,7 @@ import { Clock, SystemClock } from './clock/clock';
 import type { AppConfig } from './config/config';
 import { ConfigModule } from './config/config.module';
 import { KeyRing } from './crypto/key-ring';
+import { DatabaseConnector } from './database/database-connector';
 import { dataSourceOptions } from './database/data-source';
 import { HealthController, QueueLagHealthIndicator, RedisHealthIndicator } from './http/health.controller';
 import { MetricsController } from './http/metrics.controller';
@@ -22,6 +23,7 @@ import { CatalogQueues } from './metrics/catalog-queues';
 import { Metrics } from './metrics/metrics.service';
 import { Workers } from './metrics/workers';
 import { createRedis, REDIS } from './redis';
+import { RedisEvictionCheck } from './redis-eviction';
 
 @Injectable()
 class RedisCloser implements OnApplicationShutdown {
@@ -49,7 +51,8 @@ export class CoreModule {
       imports: [
         ConfigModule.forRoot(config),
         LoggerModule.forRoot(loggerParams(config, options.app)),
-        TypeOrmModule.forRoot({ ...dataSourceOptions(config.database.url), retryAttempts: 1 }),
+        // Connected by DatabaseConnector, which lets the app boot while Postgres is away.
+        TypeOrmModule.forRoot({ ...dataSourceOptions(config.database.url), manualInitialization: true }),
         BullModule.forRoot({ connection: redis, prefix: config.queue.prefix }),
         TerminusModule.forRoot({ logger: false }),
         DiscoveryModule,
@@ -68,7 +71,9 @@ export class CoreModule {
         CatalogQueues,
         Metrics,
         Workers,
+        DatabaseConnector,
         RedisCloser,
+        RedisEvictionCheck,
         AccessLogService,
         AuditSealer,
       ],

@@ -18,3 +18,6 @@ export class InvalidInputError extends DomainError {
 }
 
 export class ConflictError extends DomainError {}
+
+/** Not done yet, nothing wrong with the request: the caller should retry later (HTTP 503). */
+export class RetryLaterError extends DomainError {}

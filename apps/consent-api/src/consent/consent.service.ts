@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { AccessLogService } from '@rxnotify/common/audit/access-log.service';
 import type { Principal } from '@rxnotify/common/auth/api-keys';
 import { KeyRing } from '@rxnotify/common/crypto/key-ring';
-import { waitForInFlightSends } from '@rxnotify/common/consent/in-flight';
+import { ensureNoSendsInFlight } from '@rxnotify/common/consent/in-flight';
 import { Metrics } from '@rxnotify/common/metrics/metrics.service';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Channel } from '../shared/http';
@@ -90,7 +90,8 @@ export class ConsentService {
     });
     this.metrics.consentChanged(input.source, input.status);
     // Answer only once no send that passed the consent check before this opt-out is still in flight.
-    if (input.status === 'opted_out') await waitForInFlightSends(this.db, [result.patientId], channel);
+    // Past the wait, 503: the opt-out stands, and a retry of the request answers once they have settled.
+    if (input.status === 'opted_out') await ensureNoSendsInFlight(this.db, [result.patientId], channel);
     return result.view;
   }
 

@@ -8,7 +8,7 @@ import {
   type Language,
 } from '@rxnotify/common/messaging';
 import { toE164 } from '@rxnotify/common/phone/phone';
-import { waitForInFlightSends } from '@rxnotify/common/consent/in-flight';
+import { ensureNoSendsInFlight } from '@rxnotify/common/consent/in-flight';
 import { DataSource } from 'typeorm';
 import { ConsentService } from '../consent/consent.service';
 
@@ -83,21 +83,30 @@ export class InboundSmsService {
       });
     });
 
+    // A redelivery of an opt-out may follow our 503: it waits for sends in flight again before it is answered.
+    if (intent === 'opt_out') await this.settleInFlight(sms.messageSid, patients);
     if (changed === null) {
       this.logger.log(`inbound ${sms.messageSid}: duplicate delivery, ignored`);
       return null;
     }
-    if (intent === 'opt_out')
-      await waitForInFlightSends(
-        this.db,
-        patients.map((p) => p.id),
-        'sms',
-      );
     this.logger.log(
       `inbound ${sms.messageSid}: pharmacy ${pharmacyId ?? 'unknown'}, intent ${intent}, ` +
         `${patients.length} patient(s) matched, ${changed.length} consent change(s)`,
     );
     return patients.length > 0 ? reply(intent, patients) : null;
+  }
+
+  private async settleInFlight(messageSid: string, patients: MatchedPatient[]): Promise<void> {
+    try {
+      await ensureNoSendsInFlight(
+        this.db,
+        patients.map((p) => p.id),
+        'sms',
+      );
+    } catch (error) {
+      this.logger.warn(`inbound ${messageSid}: opt-out committed, sends still in flight; answering 503`);
+      throw error;
+    }
   }
 }
 

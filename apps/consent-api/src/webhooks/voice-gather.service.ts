@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { KeyRing } from '@rxnotify/common/crypto/key-ring';
 import type { Language } from '@rxnotify/common/messaging';
 import { toE164 } from '@rxnotify/common/phone/phone';
-import { waitForInFlightSends } from '@rxnotify/common/consent/in-flight';
+import { ensureNoSendsInFlight } from '@rxnotify/common/consent/in-flight';
 import { DataSource } from 'typeorm';
 import { ConsentService } from '../consent/consent.service';
 
@@ -71,11 +71,16 @@ export class VoiceGatherService {
         actor: `twilio:${input.callSid}`,
       }),
     );
-    await waitForInFlightSends(
-      this.db,
-      patients.map((p) => p.id),
-      'voice',
-    );
+    try {
+      await ensureNoSendsInFlight(
+        this.db,
+        patients.map((p) => p.id),
+        'voice',
+      );
+    } catch (error) {
+      this.logger.warn(`gather ${input.callSid}: opt-out committed, calls still in flight; answering 503`);
+      throw error;
+    }
     this.logger.log(
       `gather ${input.callSid}: voice opt-out, ${patients.length} patient(s), ${changed.length} change(s)`,
     );

@@ -3,6 +3,7 @@ import request from 'supertest';
 import twilio from 'twilio';
 import { startTestApp, type TestApp } from '../../../../test/helpers/app';
 import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
+import { IN_FLIGHT_WAIT_MS } from '@rxnotify/common/consent/in-flight';
 import { ConsentApiModule } from '../consent-api.module';
 
 const EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>';
@@ -150,6 +151,32 @@ describe('Twilio webhooks (consent-api, real Postgres, signed requests)', () => 
       expect(messages(repeat.text)).toHaveLength(1);
       expect(await events(patient.id)).toHaveLength(1);
     });
+
+    it(
+      'answers 503 to a STOP while a text to the patient is still in flight, then 200 to the redelivery',
+      async () => {
+        const patient = await newPatient();
+        const { notificationId } = await t.given.notice(patient);
+        const messageId = await t.given.intentMessage(patient, notificationId, { from: pharmacy.smsFrom });
+        const messageSid = sid('SM');
+        const refused = await sms(patient.phone, 'STOP', { messageSid }).expect(503);
+        expect(refused.text).not.toContain('<Message>');
+        // Not acknowledged, but already in force: the dispatcher will send nothing more.
+        expect(await consent(patient.id, 'sms')).toBe('opted_out');
+
+        // The provider call ends; Twilio retries the same MessageSid.
+        await t.db.query(`UPDATE messages SET status = 'queued' WHERE id = $1`, [messageId]);
+        await t.db.query(
+          `INSERT INTO message_attempts (message_id, notification_id, event, status)
+           SELECT id, notification_id, 'result', 'queued' FROM messages WHERE id = $1`,
+          [messageId],
+        );
+        const retried = await sms(patient.phone, 'STOP', { messageSid }).expect(200);
+        expect(retried.text).toBe(EMPTY);
+        expect(await events(patient.id)).toHaveLength(1);
+      },
+      IN_FLIGHT_WAIT_MS + 15_000,
+    );
 
     it('opts back in on START', async () => {
       const patient = await newPatient();

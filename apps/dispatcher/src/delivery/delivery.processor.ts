@@ -3,6 +3,7 @@ import type { BeforeApplicationShutdown } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Clock } from '@rxnotify/common/clock/clock';
 import { JobName, QueueName, type JobOf } from '@rxnotify/common/queue/queue.catalog';
+import { closeWorkerWithin } from '@rxnotify/common/shutdown/grace';
 import { withJobContext } from '@rxnotify/common/telemetry/job-context';
 import { LEASE_SECONDS, DeliveryService, type DeliveryOutcome } from './delivery.service';
 
@@ -31,9 +32,9 @@ export class DeliveryProcessor extends WorkerHost implements BeforeApplicationSh
     super();
   }
 
-  /** On SIGTERM: take no new jobs and let the ones in flight finish while Postgres is still open. */
+  /** On SIGTERM: take no new jobs and let the ones in flight finish while Postgres is still open (bounded). */
   async beforeApplicationShutdown(): Promise<void> {
-    await this.worker.close();
+    await closeWorkerWithin(this.worker);
   }
 
   async process(job: Job<JobOf<JobName.SendNotification>>, token?: string): Promise<DeliveryOutcome> {

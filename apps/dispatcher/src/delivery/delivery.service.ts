@@ -59,7 +59,7 @@ export type DeliveryOutcome =
   | { outcome: 'suppressed' | 'cancelled' | 'failed'; reason: string }
   | { outcome: 'deferred'; until: string; reason: 'quiet_hours' | 'cap' }
   | { outcome: 'throttled'; retryAfterMs: number }
-  | { outcome: 'skipped'; reason: 'not_claimable' }
+  | { outcome: 'skipped'; reason: 'not_claimable' | 'lease_lost' }
   /** Held by another worker's live lease: look again when it runs out (the worker may have died). */
   | { outcome: 'deferred'; until: string; reason: 'leased' | 'settling' };
 
@@ -181,13 +181,28 @@ interface Intent {
 }
 
 /**
+ * A lease must have this long left for an intent to be written under it, so that a worker re-claiming at the
+ * same moment (clocks a little apart) still finds the intent and settles it rather than sending again.
+ */
+const INTENT_LEASE_MARGIN_SECONDS = 5;
+
+/**
  * Written before the provider call, so a crash in between leaves evidence that a send may have happened.
  * Consent is checked again here under a share lock on the consent row: an opt-out committed since the
  * claim wins (no intent, nothing sent), and one arriving now waits for this statement, then finds the
- * intent and waits for its result before it is acknowledged. No row when consent no longer allows the send.
+ * intent and waits for its result before it is acknowledged. The notifications must still be leased by this
+ * worker ($10), under a share lock so a re-claim waits: one stalled past its lease (another worker may have
+ * re-claimed) writes nothing. No row when consent no longer allows the send or the lease is lost.
  */
-const INTENT_ONE = `WITH allowed AS (
-   SELECT 1 FROM consents WHERE patient_id = $4 AND channel = $5 AND status = 'opted_in' FOR SHARE),
+const INTENT_ONE = `WITH leased AS (
+   SELECT id FROM notifications
+   WHERE id = ANY($2::uuid[]) AND state = 'sending' AND lease_owner = $10
+     AND lease_expires_at > $9::timestamptz + make_interval(secs => ${INTENT_LEASE_MARGIN_SECONDS})
+   FOR SHARE),
+ allowed AS (
+   SELECT 1 FROM consents WHERE patient_id = $4 AND channel = $5 AND status = 'opted_in'
+     AND (SELECT count(*) FROM leased) = cardinality($2::uuid[])
+   FOR SHARE),
  message AS (
    INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc,
                          status, created_at, updated_at)
@@ -201,8 +216,17 @@ const INTENT_ONE = `WITH allowed AS (
 const INTENT_MANY = `WITH input AS (
    SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
      WITH ORDINALITY AS i(notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc, at, ord)),
+ leased AS (
+   SELECT n.id, n.lease_expires_at FROM notifications n
+   WHERE n.id IN (SELECT unnest(string_to_array(notification_ids, ',')::uuid[]) FROM input)
+     AND n.state = 'sending' AND n.lease_owner = $10
+   FOR SHARE),
  allowed AS (
    SELECT i.* FROM input i JOIN consents c ON c.patient_id = i.patient_id AND c.channel = i.channel AND c.status = 'opted_in'
+   WHERE (SELECT count(*) FROM leased l
+          WHERE l.id = ANY(string_to_array(i.notification_ids, ',')::uuid[])
+            AND l.lease_expires_at > i.at + make_interval(secs => ${INTENT_LEASE_MARGIN_SECONDS}))
+         = cardinality(string_to_array(i.notification_ids, ','))
    FOR SHARE OF c),
  message AS (
    INSERT INTO messages (notification_id, notification_ids, pharmacy_id, patient_id, channel, to_enc, from_number, body_enc,
@@ -389,9 +413,36 @@ export class DeliveryService {
           if (held) return this.hold(tx, group.ids, held.until, held.reason);
           return this.recordIntent(tx, group, channel, to, from, content);
         });
-    if (intent === null) return this.finish(group.ids, 'suppressed', 'opted_out');
+    if (intent === null) return this.refused(group);
     if (typeof intent !== 'string') return intent;
     return this.callProvider(group, channel, intent, to, from, content);
+  }
+
+  /**
+   * No intent was written: consent was withdrawn, or this worker's lease is (nearly) out. A lease taken over
+   * by another worker (this one stalled) is left to its new owner; one still ours but too short is given back
+   * for a retry under a fresh claim.
+   */
+  private async refused(group: Group): Promise<DeliveryOutcome> {
+    const [{ held, owned }] = await this.db.query<{ held: number; owned: number }[]>(
+      `SELECT count(*) FILTER (WHERE lease_expires_at > $3::timestamptz + make_interval(secs => $4))::int AS held,
+              count(*)::int AS owned
+       FROM notifications WHERE id = ANY($1::uuid[]) AND state = 'sending' AND lease_owner = $2`,
+      [group.ids, this.workerId, this.clock.now(), INTENT_LEASE_MARGIN_SECONDS],
+    );
+    if (held === group.ids.length) return this.finish(group.ids, 'suppressed', 'opted_out');
+    if (owned === 0) {
+      this.logger.warn(`notification ${group.head.id}: lease lost before sending; left to its new owner`);
+      return { outcome: 'skipped', reason: 'lease_lost' };
+    }
+    await this.db.query(
+      `WITH back AS (
+         UPDATE notifications SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = ANY($1::uuid[]) AND state = 'sending' AND lease_owner = $2 RETURNING id)
+       SELECT * FROM back`,
+      [group.ids, this.workerId],
+    );
+    throw new RetryableDeliveryError('lease ran out before sending; will retry under a fresh claim');
   }
 
   private async callProvider(
@@ -523,6 +574,38 @@ export class DeliveryService {
       }
     }
     return { settled };
+  }
+
+  /**
+   * Attempts left at `intent` whose notifications are no longer owed (sent by a later attempt, cancelled,
+   * suppressed or failed meanwhile): no job will settle them, so the reconciler does, once they are old
+   * enough to have landed, by the same lookup. Returns how many it settled; a provider outage leaves the rest
+   * for the next round.
+   */
+  async settleOrphanIntents(limit = 100): Promise<number> {
+    const orphans = await this.db.query<OpenIntent[]>(
+      `SELECT m.id, m.channel, m.to_enc, m.from_number, m.body_enc, m.created_at, m.notification_ids, m.status, m.provider_sid
+       FROM messages m
+       WHERE m.status = 'intent' AND m.created_at < $1
+         AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.id = ANY(m.notification_ids)
+                           AND n.state IN ('pending', 'scheduled', 'sending'))
+       ORDER BY m.created_at LIMIT $2`,
+      [new Date(this.clock.now().getTime() - SETTLE_UNANSWERED_AFTER_MS), limit],
+    );
+    let settled = 0;
+    for (const intent of orphans) {
+      let found;
+      try {
+        found = await this.lookUp(intent, []);
+      } catch (error) {
+        if (error instanceof RetryableDeliveryError) break;
+        throw error;
+      }
+      if (!found || !(await this.claimProviderRecord(intent, found)))
+        await this.recordAttempt(intent.id, 'failed', null, 'not_found_at_provider');
+      settled++;
+    }
+    return settled;
   }
 
   /** Records the provider's message as this attempt's; false when another attempt took that sid first. */
@@ -678,6 +761,7 @@ export class DeliveryService {
       i.from,
       i.bodyEnc,
       i.at,
+      this.workerId,
     ];
     const [row] =
       tx === this.db.manager
@@ -701,6 +785,7 @@ export class DeliveryService {
         intents.map((i) => i.from),
         intents.map((i) => i.bodyEnc),
         intents.map((i) => i.at),
+        this.workerId,
       ],
     );
     const byOrd = new Map(rows.map((row) => [row.ord, row.id]));

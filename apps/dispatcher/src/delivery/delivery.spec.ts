@@ -7,7 +7,11 @@ import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
 import type { PharmacyFixture } from '../../../../test/helpers/given';
 import { waitFor } from '../../../../test/helpers/wait';
 import { startDispatcherWithSandbox, type DispatcherUnderTest } from '../../../../test/helpers/dispatcher';
+import { Metrics } from '@rxnotify/common/metrics/metrics.service';
+import { SmsProvider } from '@rxnotify/common/twilio/sms-provider';
 import { StatusService } from '../webhooks/status.service';
+import { DeliveryService } from './delivery.service';
+import { SendRateLimiter } from './send-rate-limiter';
 
 describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over HTTP)', () => {
   let t: DispatcherUnderTest;
@@ -201,6 +205,105 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
       ['sent', 'delivered'].includes((await notification(notificationId)).state) ? true : null,
     );
     expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(1);
+  });
+
+  it('a worker stalled past its lease writes no intent once another has re-claimed: sent once', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    const first = t.app.get(DeliveryService);
+    // A second dispatcher replica (its own worker id) on the same database, provider and rate limiter.
+    const second = new DeliveryService(
+      t.db,
+      t.config,
+      t.keys,
+      t.app.get(SmsProvider),
+      clock,
+      t.app.get(SendRateLimiter),
+      t.app.get(Metrics),
+    );
+    // The first worker claims, then stalls (here: in the rate limiter) past its lease.
+    const rate = t.app.get(SendRateLimiter);
+    let resume = () => undefined as void;
+    let stalled = () => undefined as void;
+    const isStalled = new Promise<void>((resolve) => (stalled = resolve));
+    jest.spyOn(rate, 'acquire').mockImplementationOnce(() => {
+      stalled();
+      return new Promise<void>((resolve) => (resume = resolve));
+    });
+    try {
+      const firstOutcome = first.deliver(notificationId);
+      await isStalled;
+      await t.db.query(`UPDATE notifications SET lease_expires_at = $2 WHERE id = $1`, [
+        notificationId,
+        new Date(clock.now().getTime() - 1000),
+      ]);
+      expect(await second.deliver(notificationId)).toMatchObject({ outcome: 'sent' });
+
+      resume();
+      expect(await firstOutcome).toEqual({ outcome: 'skipped', reason: 'lease_lost' });
+    } finally {
+      jest.restoreAllMocks();
+    }
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(1);
+    const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    expect(n).toBe(1);
+    expect(['sent', 'delivered']).toContain((await notification(notificationId)).state);
+  });
+
+  it('among concurrent sends written together, only the one whose lease was taken over is refused', async () => {
+    const patients = await Promise.all(
+      [0, 1, 2].map(() => t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] })),
+    );
+    const ids = await Promise.all(patients.map(async (p) => (await t.given.notice(p)).notificationId));
+    const rate = t.app.get(SendRateLimiter);
+    const resumes: (() => void)[] = [];
+    jest
+      .spyOn(rate, 'acquire')
+      .mockImplementation(() => new Promise<void>((resolve) => resumes.push(resolve)));
+    try {
+      const outcomes = Promise.all(ids.map((id) => t.app.get(DeliveryService).deliver(id)));
+      await waitFor('all three stalled', async () => (resumes.length === 3 ? true : null));
+      // The middle one's lease runs out and another worker finishes it (here: marks it sent).
+      await t.db.query(
+        `UPDATE notifications SET state = 'sent', lease_owner = 'other-worker', lease_expires_at = NULL WHERE id = $1`,
+        [ids[1]],
+      );
+      for (const resume of resumes) resume();
+      expect(await outcomes).toEqual([
+        expect.objectContaining({ outcome: 'sent' }),
+        { outcome: 'skipped', reason: 'lease_lost' },
+        expect.objectContaining({ outcome: 'sent' }),
+      ]);
+    } finally {
+      jest.restoreAllMocks();
+    }
+    const texts = patients.map((p) => sandbox.messages().filter((m) => m.to === p.phone).length);
+    expect(texts).toEqual([1, 0, 1]);
+  });
+
+  it('a worker whose lease ran out, not yet re-claimed, sends nothing and gives the notification back', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    const rate = t.app.get(SendRateLimiter);
+    jest.spyOn(rate, 'acquire').mockImplementationOnce(async () => {
+      await t.db.query(`UPDATE notifications SET lease_expires_at = $2 WHERE id = $1`, [
+        notificationId,
+        new Date(clock.now().getTime() - 1000),
+      ]);
+    });
+    try {
+      await expect(t.app.get(DeliveryService).deliver(notificationId)).rejects.toThrow(/lease ran out/);
+    } finally {
+      jest.restoreAllMocks();
+    }
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(0);
+    expect((await notification(notificationId)).state).toBe('pending');
+    const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    expect(n).toBe(0);
   });
 
   it('refuses forged status callbacks and never lets a late status overwrite a final one', async () => {

@@ -1,4 +1,7 @@
+import { getQueueToken } from '@nestjs/bullmq';
+import type { Queue } from 'bullmq';
 import Redis from 'ioredis';
+import { QueueName } from '@rxnotify/common/queue/queue.catalog';
 import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
 import { FakeClock } from '@rxnotify/common/clock/clock';
 import { SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN } from '@rxnotify/common/config/config';
@@ -90,5 +93,97 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
       messageId,
     ]);
     expect(settled.provider_sid).toMatch(/^SM/);
+  });
+
+  it('waits on Redis with no Postgres transaction open, still one round at a time', async () => {
+    const pharmacy = await t.given.pharmacy({
+      smsFrom: '+14155550121',
+      settings: { sendRatePerSecond: 1000 },
+    });
+    const patient = await t.given.patient(pharmacy, { phone: `+1415555${phone++}`, consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient, { dueAt: clock.now() });
+    // Redis stalls (down, say) while the round asks it about the owed notification.
+    const queue = t.app.get<Queue>(getQueueToken(QueueName.Delivery));
+    const getJob = queue.getJob.bind(queue);
+    let stalled = () => undefined as void;
+    let resume = () => undefined as void;
+    const isStalled = new Promise<void>((resolve) => (stalled = resolve));
+    const spy = jest.spyOn(queue, 'getJob').mockImplementation(async (id: string) => {
+      if (id === notificationId) {
+        stalled();
+        await new Promise<void>((resolve) => (resume = resolve));
+      }
+      return getJob(id);
+    });
+    try {
+      const round = reconciler.reconcile();
+      await isStalled;
+      const [{ open }] = await t.db.query(
+        `SELECT count(*)::int AS open FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+      );
+      expect(open).toBe(0);
+      // Another replica's round meanwhile skips.
+      expect(await t.app.get(ReconcilerService).reconcile()).toBe(0);
+      resume();
+      expect(await round).toBeGreaterThanOrEqual(1);
+    } finally {
+      spy.mockRestore();
+    }
+    await waitFor('sent', async () => {
+      const [n] = await t.db.query(`SELECT state FROM notifications WHERE id = $1`, [notificationId]);
+      return ['sent', 'delivered'].includes(n.state);
+    });
+    expect(sandbox.messages().filter((m) => m.to === patient.phone)).toHaveLength(1);
+  });
+
+  it('settles attempts left open on notifications no longer owed, at the provider, once they are old enough', async () => {
+    const pharmacy = await t.given.pharmacy({
+      smsFrom: '+14155550122',
+      settings: { sendRatePerSecond: 1000 },
+    });
+    const orphan = async (state: string, ageMs: number, body: string) => {
+      const patient = await t.given.patient(pharmacy, { phone: `+1415555${phone++}`, consent: ['sms'] });
+      const { notificationId } = await t.given.notice(patient, { dueAt: clock.now() });
+      await t.db.query(`UPDATE notifications SET state = $2 WHERE id = $1`, [notificationId, state]);
+      const messageId = await t.given.intentMessage(patient, notificationId, {
+        from: pharmacy.smsFrom,
+        body,
+        createdAt: new Date(clock.now().getTime() - ageMs),
+      });
+      return { patient, messageId };
+    };
+    const message = async (id: string) =>
+      (await t.db.query(`SELECT status, provider_sid FROM messages WHERE id = $1`, [id]))[0];
+
+    // Went out, but the notice was cancelled before anyone recorded the answer.
+    const wentOut = await orphan('cancelled', 90_000, 'Orphan: ready. Reply STOP to opt out.');
+    await fetch(`${sandbox.url}/2010-04-01/Accounts/${SANDBOX_ACCOUNT_SID}/Messages.json`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Basic ${Buffer.from(`${SANDBOX_ACCOUNT_SID}:${SANDBOX_AUTH_TOKEN}`).toString('base64')}`,
+        'Content-Type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({
+        To: wentOut.patient.phone,
+        From: pharmacy.smsFrom,
+        Body: 'Orphan: ready. Reply STOP to opt out.',
+      }).toString(),
+    });
+    // Never reached the provider; the notice was sent by a later attempt.
+    const never = await orphan('sent', 90_000, 'Orphan: never sent.');
+    // Too recent to be looked up: it may still be landing.
+    const young = await orphan('cancelled', 10_000, 'Orphan: young.');
+
+    await reconciler.reconcile();
+    expect(await message(wentOut.messageId)).toEqual({
+      status: expect.not.stringMatching(/^intent$/),
+      provider_sid: expect.stringMatching(/^SM/),
+    });
+    expect(await message(never.messageId)).toMatchObject({ status: 'failed', provider_sid: null });
+    expect(await message(young.messageId)).toMatchObject({ status: 'intent' });
+    // Settling sends nothing.
+    expect(sandbox.messages().filter((m) => m.to === wentOut.patient.phone)).toHaveLength(1);
+    expect(sandbox.messages().filter((m) => m.to === never.patient.phone)).toHaveLength(0);
   });
 });

@@ -66,6 +66,9 @@ export interface UpsertOptions {
   loggedPatients?: Set<string>;
 }
 
+/** How long a fill request waits for Redis to take its jobs before leaving them to the reconciler. */
+export const ENQUEUE_WAIT_MS = 2_000;
+
 @Injectable()
 export class FillsService {
   private readonly logger = new Logger(FillsService.name);
@@ -456,15 +459,24 @@ export class FillsService {
     return rows.length;
   }
 
+  /**
+   * The notifications are committed as pending: if Redis fails or does not answer within ENQUEUE_WAIT_MS, the
+   * request goes on without it and the dispatcher's reconciler enqueues them once Redis is back. (With Redis
+   * away its client holds the command until it returns; the job id makes that late enqueue a no-op if the
+   * reconciler came first.)
+   */
   private async enqueueAfterCommit(items: Enqueue[]): Promise<void> {
-    try {
-      await this.queue.enqueue(items, this.clock.now());
-    } catch (error) {
-      // The notifications are committed as pending; the dispatcher's reconciler enqueues them when Redis is back.
-      this.logger.warn(
-        `enqueue of ${items.length} notification(s) deferred: ${error instanceof Error ? error.message : 'unknown error'}`,
-      );
-    }
+    const enqueued = this.queue.enqueue(items, this.clock.now()).then(
+      () => null,
+      (error: unknown) => (error instanceof Error ? error.message : 'unknown error'),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`Redis did not answer within ${ENQUEUE_WAIT_MS} ms`), ENQUEUE_WAIT_MS);
+    });
+    const problem = await Promise.race([enqueued, timeout]).finally(() => clearTimeout(timer));
+    if (problem !== null)
+      this.logger.warn(`enqueue of ${items.length} notification(s) deferred to the reconciler: ${problem}`);
   }
 }
 

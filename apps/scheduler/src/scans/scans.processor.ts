@@ -4,6 +4,7 @@ import { UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
 import { JOB_OPTIONS, JobName, QueueName } from '@rxnotify/common/queue/queue.catalog';
+import { closeWorkerWithin } from '@rxnotify/common/shutdown/grace';
 import { ScansService, type ScanCounts } from './scans.service';
 
 const SCHEDULER_ID = 'periodic-scan';
@@ -36,7 +37,7 @@ export class ScansProcessor extends WorkerHost implements OnApplicationBootstrap
 
   async beforeApplicationShutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.worker.close();
+    await closeWorkerWithin(this.worker);
   }
 
   private warn(error: unknown): void {

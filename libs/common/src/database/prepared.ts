@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import { QueryFailedError, type DataSource } from 'typeorm';
+import { QueryFailedError, TypeORMError, type DataSource } from 'typeorm';
 
 /**
  * Runs a named statement on the data source's pool. Postgres parses and plans a named statement once per
@@ -16,7 +16,9 @@ export async function preparedQuery<T>(
   text: string,
   values: unknown[],
 ): Promise<T[]> {
-  const pool = (db.driver as unknown as { master: Pool }).master;
+  const pool = (db.driver as unknown as { master?: Pool }).master;
+  // Not connected yet (Postgres away since boot): the same error, answered 503, as DataSource.query gives.
+  if (!pool) throw new TypeORMError('Driver not Connected');
   try {
     const result = await pool.query({ name, text, values });
     return result.rows as T[];

@@ -19,7 +19,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
-import { ConflictError, InvalidInputError, NotFoundError } from '../errors';
+import { ConflictError, InvalidInputError, NotFoundError, RetryLaterError } from '../errors';
 import { isDependencyUnavailable } from './dependency-errors';
 import { Metrics } from '../metrics/metrics.service';
 import { requestIdMiddleware } from './request-id';
@@ -39,7 +39,8 @@ export class HttpErrorFilter implements ExceptionFilter {
   catch(error: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
     const [status, body] = this.describe(error);
-    if (status >= 500)
+    // A RetryLaterError is an expected answer, logged by whoever raised it.
+    if (status >= 500 && !(error instanceof RetryLaterError))
       this.logger.error(error instanceof Error ? `${error.name}: ${error.stack}` : 'non-error thrown');
     response.status(status).json(body);
   }
@@ -59,6 +60,8 @@ export class HttpErrorFilter implements ExceptionFilter {
     }
     if (error instanceof ConflictError)
       return [409, { statusCode: 409, error: 'Conflict', message: error.message }];
+    if (error instanceof RetryLaterError)
+      return [503, { statusCode: 503, error: 'Service Unavailable', message: error.message }];
     const cause = (error as { driverError?: unknown })?.driverError ?? error;
     if (isDependencyUnavailable(cause) || isDependencyUnavailable(error)) {
       return [

@@ -12,7 +12,8 @@ export function isDependencyUnavailable(error: unknown): boolean {
     // 53300: too many connections; 08xxx: connection exceptions; 57P0x: shutting down or cannot connect now.
     if (code.startsWith('08') || ['53300', '57P01', '57P02', '57P03'].includes(code)) return true;
   }
-  return /too many clients|Connection terminated|connection timeout|timeout exceeded when trying to connect|Connection is closed|MaxRetriesPerRequestError|Stream isn't writeable/i.test(
+  // Driver not Connected: the data source is not connected yet (Postgres was away at boot).
+  return /Driver not Connected|too many clients|Connection terminated|connection timeout|timeout exceeded when trying to connect|Connection is closed|MaxRetriesPerRequestError|Stream isn't writeable/i.test(
     error.message,
   );
 }
