@@ -3,12 +3,11 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import type Redis from 'ioredis';
+import Redis from 'ioredis';
 import { Pool } from 'pg';
 import { loadConfig } from '../../libs/common/src/config/config';
 import { KeyRing } from '../../libs/common/src/crypto/key-ring';
 import { JOB_OPTIONS, JobName, QueueName, type JobOf } from '../../libs/common/src/queue/queue.catalog';
-import { createRedis } from '../../libs/common/src/redis';
 import type { SandboxMessage } from '../../tools/twilio-sandbox/src/sandbox';
 import { ADMIN_URL } from '../helpers/database';
 import { TEST_INDEX_KEY, TEST_PHI_KEYS } from '../helpers/config';
@@ -82,7 +81,8 @@ export async function openScenario(
   const db = new Pool({ connectionString: stack.database.url, max: 2 });
   // Terminated connections (the Postgres scenario) surface here for idle clients; the next query reconnects.
   db.on('error', () => undefined);
-  const redis = createRedis(REDIS_URL);
+  // The scenarios' own handle on the one test Redis (SCAN, FLUSHALL): a plain single-node client.
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const prefix = stack.env.QUEUE_PREFIX;
   const queue = new Queue<JobOf<JobName.SendNotification>>(QueueName.Delivery, { connection: redis, prefix });
   const config = loadConfig({

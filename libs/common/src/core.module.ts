@@ -1,6 +1,5 @@
 import { BullModule } from '@nestjs/bullmq';
 import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
-import Redis from 'ioredis';
 import { APP_GUARD, DiscoveryModule } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { ThrottlerModule } from '@nestjs/throttler';
@@ -22,12 +21,12 @@ import { loggerParams } from './logging';
 import { CatalogQueues } from './metrics/catalog-queues';
 import { Metrics } from './metrics/metrics.service';
 import { Workers } from './metrics/workers';
-import { createRedis, REDIS } from './redis';
+import { createRedis, REDIS, type RedisClient } from './redis';
 import { RedisEvictionCheck } from './redis-eviction';
 
 @Injectable()
 class RedisCloser implements OnApplicationShutdown {
-  constructor(@Inject(REDIS) private readonly redis: Redis) {}
+  constructor(@Inject(REDIS) private readonly redis: RedisClient) {}
   async onApplicationShutdown(): Promise<void> {
     // QUIT waits behind commands queued while Redis was away, which would hang shutdown: only ask a live server.
     if (this.redis.status !== 'ready') return this.redis.disconnect();
@@ -44,7 +43,7 @@ export interface CoreOptions {
 @Module({})
 export class CoreModule {
   static forRoot(config: AppConfig, options: CoreOptions): DynamicModule {
-    const redis = createRedis(config.redis.url);
+    const redis = createRedis(config.redis);
     return {
       module: CoreModule,
       global: true,

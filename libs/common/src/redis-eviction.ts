@@ -1,12 +1,11 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
-import Redis from 'ioredis';
-import { REDIS } from './redis';
+import { REDIS, type RedisClient } from './redis';
 
 /**
  * The policy Redis applies when it reaches `maxmemory`, or null when it will not say. Managed services often
  * disable CONFIG; INFO memory reports the same setting.
  */
-export async function evictionPolicyOf(redis: Redis): Promise<string | null> {
+export async function evictionPolicyOf(redis: RedisClient): Promise<string | null> {
   try {
     const reply = (await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as unknown;
     if (Array.isArray(reply) && typeof reply[1] === 'string') return reply[1];
@@ -41,7 +40,7 @@ export function evictionWarning(policy: string | null): string | null {
 export class RedisEvictionCheck implements OnApplicationBootstrap {
   private readonly logger = new Logger('Redis');
 
-  constructor(@Inject(REDIS) private readonly redis: Redis) {}
+  constructor(@Inject(REDIS) private readonly redis: RedisClient) {}
 
   onApplicationBootstrap(): void {
     // Redis may be down at boot: commands would wait for it forever, so ask once it is ready, off the boot path.

@@ -1,8 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
-import Redis from 'ioredis';
 import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
-import { REDIS } from '@rxnotify/common/redis';
+import { REDIS, type RedisClient } from '@rxnotify/common/redis';
 
 /**
  * A pharmacy's send rate (messages a second), shared by every dispatcher replica through one Redis counter
@@ -11,7 +10,7 @@ import { REDIS } from '@rxnotify/common/redis';
 @Injectable()
 export class SendRateLimiter {
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 

@@ -86,6 +86,14 @@ describe('loadConfig', () => {
     expect(message.split('\n')).toHaveLength(1);
   });
 
+  it('takes a Redis Cluster only with a hash-tagged queue prefix', () => {
+    expect(loadConfig({}).redis).toEqual({ url: 'redis://127.0.0.1:6379', cluster: false });
+    expect(loadConfig({ REDIS_CLUSTER: '1', QUEUE_PREFIX: '{rxn}' }).redis.cluster).toBe(true);
+    expect(() => loadConfig({ REDIS_CLUSTER: '1' })).toThrow(
+      /QUEUE_PREFIX must hold a hash tag such as \{rxn\} when REDIS_CLUSTER=1/,
+    );
+  });
+
   it('refuses half a set of Twilio credentials', () => {
     expect(() => loadConfig({ TWILIO_AUTH_TOKEN: 'x' })).toThrow(/TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN/);
   });

@@ -49,6 +49,7 @@ const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   DATABASE_URL: url(['postgres', 'postgresql']).default('postgres://postgres@127.0.0.1:5432/rxnotify'),
   REDIS_URL: url(['redis', 'rediss']).default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER: z.enum(['0', '1']).optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_:{}-]{1,64}$/, 'letters, digits, _ - : { } only')
@@ -96,7 +97,8 @@ export interface PhiKey {
 export interface AppConfig {
   env: 'development' | 'production' | 'test';
   database: { url: string };
-  redis: { url: string };
+  /** `cluster`: REDIS_URL names one node of a Redis Cluster, and the client discovers the rest. */
+  redis: { url: string; cluster: boolean };
   queue: { prefix: string };
   ports: { consentApi: number; scheduler: number; dispatcher: number };
   publicUrls: { consentApi: string; dispatcher: string };
@@ -151,12 +153,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (!e.PHI_ENCRYPTION_KEYS) problems.push('PHI_ENCRYPTION_KEYS is required outside development');
     if (!e.PHI_INDEX_KEY) problems.push('PHI_INDEX_KEY is required outside development');
   }
+  // BullMQ's scripts touch several keys of one queue at once: on a cluster they must share a hash slot.
+  if (e.REDIS_CLUSTER === '1' && !/\{[^{}]+\}/.test(e.QUEUE_PREFIX)) {
+    problems.push('QUEUE_PREFIX must hold a hash tag such as {rxn} when REDIS_CLUSTER=1');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
     env: e.NODE_ENV,
     database: { url: e.DATABASE_URL },
-    redis: { url: e.REDIS_URL },
+    redis: { url: e.REDIS_URL, cluster: e.REDIS_CLUSTER === '1' },
     queue: { prefix: e.QUEUE_PREFIX },
     ports: { consentApi: e.CONSENT_API_PORT, scheduler: e.SCHEDULER_PORT, dispatcher: e.DISPATCHER_PORT },
     publicUrls: {

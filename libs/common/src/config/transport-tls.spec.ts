@@ -1,3 +1,4 @@
+import Redis, { Cluster } from 'ioredis';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '../database/data-source';
 import { createRedis } from '../redis';
@@ -8,14 +9,11 @@ describe('transmission security: TLS from the configured URLs', () => {
   it('accepts rediss:// and asks Redis for TLS', () => {
     const config = loadConfig({ REDIS_URL: 'rediss://:secret@127.0.0.1:6379' });
     expect(config.redis.url).toBe('rediss://:secret@127.0.0.1:6379');
-    const redis = createRedis(config.redis.url);
-    redis.on('error', () => undefined);
-    try {
-      expect(redis.options.tls).toBeTruthy();
-      expect(createRedisOptionsTls('redis://127.0.0.1:6379')).toBeFalsy();
-    } finally {
-      redis.disconnect();
-    }
+    expect(tlsOf({ url: config.redis.url, cluster: false })).toBeTruthy();
+    expect(tlsOf({ url: 'redis://127.0.0.1:6379', cluster: false })).toBeFalsy();
+    // On a cluster every node is reached over TLS.
+    expect(tlsOf({ url: config.redis.url, cluster: true })).toBeTruthy();
+    expect(tlsOf({ url: 'redis://127.0.0.1:6379', cluster: true })).toBeFalsy();
   });
 
   it('accepts a Postgres URL with sslmode and connects over TLS only', async () => {
@@ -33,10 +31,15 @@ describe('transmission security: TLS from the configured URLs', () => {
   });
 });
 
-function createRedisOptionsTls(url: string): unknown {
-  const redis = createRedis(url);
+function tlsOf(config: { url: string; cluster: boolean }): unknown {
+  const redis = createRedis(config);
   redis.on('error', () => undefined);
-  const tls = redis.options.tls;
+  const tls =
+    redis instanceof Cluster
+      ? redis.options.redisOptions?.tls
+      : redis instanceof Redis
+        ? redis.options.tls
+        : undefined;
   redis.disconnect();
   return tls;
 }

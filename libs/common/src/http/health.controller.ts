@@ -7,12 +7,11 @@ import {
   HealthIndicatorService,
   TypeOrmHealthIndicator,
 } from '@nestjs/terminus';
-import Redis from 'ioredis';
 import { Public } from '../auth/api-key.guard';
 import { CatalogQueues, within } from '../metrics/catalog-queues';
 import { Workers } from '../metrics/workers';
 import type { QueueName } from '../queue/queue.catalog';
-import { REDIS } from '../redis';
+import { REDIS, type RedisClient } from '../redis';
 
 const PROBE_TIMEOUT_MS = 1000;
 /** A job that waited this long for a worker means this app's workers are not keeping up: not ready. */
@@ -21,7 +20,7 @@ export const QUEUE_LAG_LIMIT_SECONDS = 300;
 @Injectable()
 export class RedisHealthIndicator {
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     private readonly indicator: HealthIndicatorService,
   ) {}
 
@@ -39,7 +38,7 @@ export class RedisHealthIndicator {
 @Injectable()
 export class QueueLagHealthIndicator {
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     private readonly catalog: CatalogQueues,
     private readonly workers: Workers,
     private readonly indicator: HealthIndicatorService,

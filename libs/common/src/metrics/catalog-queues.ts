@@ -1,10 +1,9 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue } from 'bullmq';
-import Redis from 'ioredis';
 import type { AppConfig } from '../config/config';
 import { APP_CONFIG } from '../config/config.module';
 import { QueueName } from '../queue/queue.catalog';
-import { REDIS } from '../redis';
+import { REDIS, type RedisClient } from '../redis';
 
 /**
  * A read handle on every queue of the catalog (metrics, readiness, the dashboard), on the app's Redis
@@ -14,7 +13,7 @@ import { REDIS } from '../redis';
 export class CatalogQueues implements OnApplicationShutdown {
   readonly all: ReadonlyMap<QueueName, Queue>;
 
-  constructor(@Inject(REDIS) redis: Redis, @Inject(APP_CONFIG) config: AppConfig) {
+  constructor(@Inject(REDIS) redis: RedisClient, @Inject(APP_CONFIG) config: AppConfig) {
     this.all = new Map(
       Object.values(QueueName).map((name) => {
         const queue = new Queue(name, { connection: redis, prefix: config.queue.prefix });
