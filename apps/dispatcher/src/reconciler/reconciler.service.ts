@@ -10,7 +10,7 @@ import type { Queue } from 'bullmq';
 import { DataSource, type EntityManager } from 'typeorm';
 import { Clock } from '@rxnotify/common/clock/clock';
 import { JOB_OPTIONS, JobName, QueueName, type JobOf } from '@rxnotify/common/queue/queue.catalog';
-import { SHUTDOWN_GRACE_MS, settlesWithin } from '@rxnotify/common/shutdown/grace';
+import { settlesWithin, shutdownGraceLeft } from '@rxnotify/common/shutdown/grace';
 import { DeliveryService } from '../delivery/delivery.service';
 
 const INTERVAL_MS = 30_000;
@@ -56,7 +56,7 @@ export class ReconcilerService implements OnApplicationBootstrap, BeforeApplicat
 
   async beforeApplicationShutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    if (this.running && !(await settlesWithin(this.running, SHUTDOWN_GRACE_MS)))
+    if (this.running && !(await settlesWithin(this.running, shutdownGraceLeft())))
       this.logger.warn(
         'reconcile round still running at the shutdown deadline: abandoned (the next one redoes it)',
       );

@@ -8,6 +8,7 @@ import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
 import { JOB_OPTIONS, JobName, QueueName } from '@rxnotify/common/queue/queue.catalog';
 import { purgeMessageBodiesExclusively, type PurgeReport } from '@rxnotify/common/retention/retention';
+import { closeWorkerWithin } from '@rxnotify/common/shutdown/grace';
 
 const SCHEDULER_ID = 'daily-message-body-purge';
 export const PURGE_EVERY_MS = 24 * 3600_000;
@@ -47,7 +48,7 @@ export class RetentionProcessor
 
   async beforeApplicationShutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.worker.close();
+    await closeWorkerWithin(this.worker);
   }
 
   private warn(error: unknown): void {

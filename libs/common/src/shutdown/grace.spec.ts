@@ -59,9 +59,8 @@ describe('bounded shutdown of a BullMQ worker (real Redis)', () => {
       expect.stringContaining('grace jobs still running 300 ms after SIGTERM'),
     );
     warn.mockRestore();
-    // Unbounded, the close would still be waiting: it ends only once the job does.
-    expect(await settlesWithin(worker.close(), 300)).toBe(false);
+    // The close was forced: a later close (Nest's own shutdown hook calls it again) does not wait for the job.
+    expect(await settlesWithin(worker.close(), 300)).toBe(true);
     finish();
-    await worker.close();
   });
 });

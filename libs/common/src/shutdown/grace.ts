@@ -25,15 +25,30 @@ export async function settlesWithin(work: Promise<unknown>, ms: number): Promise
   }
 }
 
+let deadline: number | undefined;
+
 /**
- * Stops a worker taking jobs and waits for the running ones, for at most `graceMs`. Past it, shutdown goes
- * on without them: BullMQ's force close cannot be asked for once a close is under way, and the process ends
- * as soon as shutdown completes, abandoning those jobs to the lease and stalled-job recovery.
+ * What is left of the one grace period every shutdown hook of this process shares, counted from the first hook
+ * that asks: hooks run module after module, and each waiting a full period would add up past SIGKILL.
  */
-export async function closeWorkerWithin(worker: Worker, graceMs = SHUTDOWN_GRACE_MS): Promise<boolean> {
-  if (await settlesWithin(worker.close(), graceMs)) return true;
-  new Logger('Shutdown').warn(
-    `${worker.name} jobs still running ${graceMs} ms after SIGTERM: shutting down anyway; leases recover them`,
-  );
-  return false;
+export function shutdownGraceLeft(graceMs = SHUTDOWN_GRACE_MS): number {
+  deadline ??= Date.now() + graceMs;
+  return Math.max(0, deadline - Date.now());
+}
+
+/**
+ * Stops a worker taking jobs and waits for the running ones, for at most `graceMs`; then closes it. Past the
+ * grace the close is forced: an unforced one would wait for those jobs again in every later close (Nest's own
+ * hook closes the worker once more), and the jobs left running are recovered by their leases and the stalled
+ * check.
+ */
+export async function closeWorkerWithin(worker: Worker, graceMs = shutdownGraceLeft()): Promise<boolean> {
+  const drained = await settlesWithin(worker.pause(), graceMs);
+  if (!drained) {
+    new Logger('Shutdown').warn(
+      `${worker.name} jobs still running ${graceMs} ms after SIGTERM: shutting down anyway; leases recover them`,
+    );
+  }
+  await worker.close(!drained);
+  return drained;
 }
