@@ -254,7 +254,12 @@ interface Accepted {
 const ANSWERED_STATE = (status: string) =>
   `CASE WHEN ${status} IN ('delivered', 'completed') THEN 'delivered' ELSE 'sent' END`;
 
-// A status callback may have landed first (it carries the attempt id): keep whichever status is further along.
+/**
+ * A status callback may have landed first (it carries the attempt id): keep whichever status is further along.
+ * The message is always recorded; its notices change only while this worker still holds them (`sending`, its
+ * lease): one that another worker took over, or one a callback or the reconciler already moved on (failed with
+ * its reason, owed again for a call, cancelled), is theirs. $5 this worker.
+ */
 const ACCEPTED_ONE = `WITH message AS (
    UPDATE messages SET provider_sid = coalesce(provider_sid, $2), updated_at = now(),
           status = CASE WHEN status = 'intent' THEN $3 ELSE status END
@@ -264,10 +269,10 @@ const ACCEPTED_ONE = `WITH message AS (
    SELECT id, notification_id, 'result', $3, $2 FROM message),
  notification AS (
    UPDATE notifications
-      SET state = CASE WHEN state = 'sending' THEN ${ANSWERED_STATE('(SELECT status FROM message)')} ELSE state END,
-          channel = $4,
+      SET state = ${ANSWERED_STATE('(SELECT status FROM message)')}, channel = $4,
           reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-   WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) RETURNING id)
+   WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) AND state = 'sending' AND lease_owner = $5
+   RETURNING id)
  SELECT id FROM message`;
 
 /** The same for many messages (each once). */
@@ -283,11 +288,10 @@ const ACCEPTED_MANY = `WITH input AS (
    SELECT id, notification_id, 'result', status, sid FROM message ORDER BY ord),
  notification AS (
    UPDATE notifications n
-      SET state = CASE WHEN n.state = 'sending' THEN ${ANSWERED_STATE('x.stored')} ELSE n.state END,
-          channel = x.channel,
+      SET state = ${ANSWERED_STATE('x.stored')}, channel = x.channel,
           reason = NULL, scheduled_for = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
    FROM (SELECT unnest(notification_ids) AS nid, channel, stored FROM message) x
-   WHERE n.id = x.nid RETURNING n.id)
+   WHERE n.id = x.nid AND n.state = 'sending' AND n.lease_owner = $5 RETURNING n.id)
  SELECT id FROM message`;
 
 /** A failure worth retrying with backoff (5xx, network): BullMQ tries again. */
@@ -677,6 +681,7 @@ export class DeliveryService {
     return rows.map((r) => r.created_at);
   }
 
+  /** Holds claimed notices until `until`; only while this worker still holds them (a stalled worker may not). */
   private async hold(
     manager: EntityManager,
     ids: string[],
@@ -687,13 +692,14 @@ export class DeliveryService {
       `WITH held AS (
          UPDATE notifications SET state = 'scheduled', scheduled_for = $2, reason = $3, lease_owner = NULL,
                 lease_expires_at = NULL, updated_at = $4
-         WHERE id = ANY($1::uuid[]) RETURNING id)
+         WHERE id = ANY($1::uuid[]) AND state = 'sending' AND lease_owner = $5 RETURNING id)
        SELECT * FROM held`,
-      [ids, until, reason, this.clock.now()],
+      [ids, until, reason, this.clock.now(), this.workerId],
     );
     return { outcome: 'deferred', until: until.toISOString(), reason };
   }
 
+  /** Ends claimed notices without a send; only while this worker still holds them. */
   private async finish(
     ids: string[],
     state: 'suppressed' | 'cancelled' | 'failed',
@@ -702,9 +708,9 @@ export class DeliveryService {
     await this.db.query(
       `WITH done AS (
          UPDATE notifications SET state = $2, reason = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
-         WHERE id = ANY($1::uuid[]) RETURNING id)
+         WHERE id = ANY($1::uuid[]) AND state = 'sending' AND lease_owner = $5 RETURNING id)
        SELECT * FROM done`,
-      [ids, state, reason, this.clock.now()],
+      [ids, state, reason, this.clock.now(), this.workerId],
     );
     if (state === 'suppressed') this.metrics.suppressed(reason);
     return { outcome: state, reason };
@@ -802,6 +808,7 @@ export class DeliveryService {
       a.sid,
       a.status,
       a.channel,
+      this.workerId,
     ]);
   }
 
@@ -811,6 +818,7 @@ export class DeliveryService {
       accepted.map((a) => a.sid),
       accepted.map((a) => a.status),
       accepted.map((a) => a.channel),
+      this.workerId,
     ]);
     return accepted.map(() => undefined);
   }

@@ -71,7 +71,7 @@ const APPLY_MANY = `WITH input AS (
  * otherwise they fail into the follow-ups with the reason in words. $1 the message id.
  */
 const LANDLINE_FALLBACK = `WITH message AS (
-   SELECT patient_id, notification_ids FROM messages WHERE id = $1 AND channel = 'sms'),
+   SELECT patient_id, notification_ids, created_at FROM messages WHERE id = $1 AND channel = 'sms'),
  patient AS (
    UPDATE patients SET line_type = 'landline' WHERE id = (SELECT patient_id FROM message) RETURNING id),
  callable AS (
@@ -82,6 +82,9 @@ const LANDLINE_FALLBACK = `WITH message AS (
           state = CASE WHEN (SELECT yes FROM callable) THEN 'pending' ELSE 'failed' END,
           reason = CASE WHEN (SELECT yes FROM callable) THEN NULL ELSE $2 END
    WHERE id = ANY((SELECT notification_ids FROM message)::uuid[]) AND state IN ('sending', 'sent')
+     -- Only while this text is the notice's latest send: a redelivered report must not undo the call it led to.
+     AND NOT EXISTS (SELECT 1 FROM messages later WHERE later.notification_ids && ARRAY[notifications.id]
+                     AND later.created_at > (SELECT created_at FROM message))
    RETURNING id, state)
  SELECT id, state FROM owed`;
 
@@ -125,7 +128,9 @@ export class StatusService {
       state: landline ? null : state,
       reason: state === 'failed' && !landline ? describeProviderCode(code, status) : null,
     });
-    if (applied && landline) await this.landlineFallback(messageId);
+    // Also when this report was already applied: a redelivery after the fallback failed must still run it, and
+    // the fallback changes nothing twice.
+    if (landline) await this.landlineFallback(messageId);
     return applied;
   }
 
