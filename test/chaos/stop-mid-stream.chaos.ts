@@ -81,7 +81,7 @@ async function stopMidStream(s: Scenario, chaos: Parameters<typeof providerChaos
           body: JSON.stringify({ from: phone, to: pharmacy.smsFrom, body: 'STOP' }),
         });
         const answer = (await response.json()) as { status?: number; error?: string; detail?: string };
-        // The sandbox gives up on the webhook after 5 s (502): then the STOP was never acknowledged to the carrier.
+        // The sandbox gives up on the webhook after 15 s, as Twilio does (502): then the STOP was never acknowledged to the carrier.
         reply.answer =
           answer.status ?? `${response.status} ${answer.error ?? ''} ${answer.detail ?? ''}`.trim();
         reply.at = Date.now();

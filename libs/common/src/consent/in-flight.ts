@@ -7,18 +7,19 @@ const IN_FLIGHT_WINDOW_SECONDS = 90;
 const POLL_MS = 25;
 
 /**
- * How long an opt-out waits for sends in flight before answering 503: longer than a provider call may take,
- * so that a send which passed its consent check just before the opt-out has time to record its result.
+ * How long an opt-out waits for sends in flight before answering 503: longer than a provider call may take, so
+ * that a send which passed its consent check just before the opt-out has time to record its result, and short
+ * enough to answer within Twilio's webhook timeout (an answer Twilio never sees acknowledges nothing either).
  */
-export const IN_FLIGHT_WAIT_MS = PROVIDER_REQUEST_TIMEOUT_MS + 5_000;
+export const IN_FLIGHT_WAIT_MS = PROVIDER_REQUEST_TIMEOUT_MS + 2_000;
 
 /**
  * After an opt-out commits, waits until no send to these patients on this channel is still between its intent
  * and its result. A dispatcher re-checks consent under a share lock when it records an intent, so any send
  * that could still go out has already written its intent; once those have resolved, acknowledging the opt-out
  * (answering Twilio 200) can never be followed by a send on that channel. Bounded: false when sends are still
- * in flight at the deadline, and the caller must then not acknowledge (503: the opt-out is already committed,
- * and the retry waits again).
+ * in flight at the deadline, and the caller must then not acknowledge (503: the opt-out is already committed;
+ * a retry, where the sender makes one, waits again).
  */
 export async function waitForInFlightSends(
   db: DataSource,

@@ -1,5 +1,11 @@
-/** How long a request to the provider may take before we give up on its answer. */
-export const PROVIDER_REQUEST_TIMEOUT_MS = 15_000;
+/**
+ * How long a request to the provider may take before we give up on its answer. Shorter than the 15 s Twilio
+ * waits for a webhook's answer, so that an opt-out can wait out every send in flight and still answer in time.
+ */
+export const PROVIDER_REQUEST_TIMEOUT_MS = 10_000;
+
+/** Twilio treats a webhook that has not answered within 15 s as failed (error 11200). */
+export const TWILIO_WEBHOOK_TIMEOUT_MS = 15_000;
 
 /** The edge to the messaging provider. Twilio in production; the sandbox speaks the same wire format. */
 export abstract class SmsProvider {
