@@ -36,9 +36,10 @@ describe('decideDelivery (channel and consent)', () => {
       { smsCapable: false, voiceConsent: null },
       { action: 'follow_up', reason: 'landline without voice consent: call the patient' },
     ],
+    // Pressed 9: no calls, automated or by staff.
     [
       { smsCapable: false, voiceConsent: 'opted_out' },
-      { action: 'follow_up', reason: 'landline without voice consent: call the patient' },
+      { action: 'suppress', reason: 'opted_out' },
     ],
     [
       { smsConsent: null, smsCapable: false, voiceConsent: null },

@@ -44,14 +44,16 @@ export function isStale(kind: string, fillStatuses: string[], refilled: boolean)
 
 /**
  * SMS when the patient opted in to texts and the number takes them; a call when calls are consented and
- * texts are not possible; a known landline whose owner wants texts but not calls goes to staff; nothing
- * without consent ("unknown" means no).
+ * texts are not possible; a known landline whose owner wants texts and never refused calls goes to staff;
+ * nothing without consent ("unknown" means no).
  */
 export function decideDelivery(context: ConsentContext): ChannelDecision {
   if (context.smsConsent === 'opted_in' && context.smsCapable) return { action: 'send', channel: 'sms' };
   if (context.voiceConsent === 'opted_in' && context.hasVoiceNumber)
     return { action: 'send', channel: 'voice' };
-  if (context.smsConsent === 'opted_in') return { action: 'follow_up', reason: LANDLINE_WITHOUT_VOICE };
+  // A patient who pressed 9 asked for no calls: nobody is told to call them.
+  if (context.smsConsent === 'opted_in' && context.voiceConsent !== 'opted_out')
+    return { action: 'follow_up', reason: LANDLINE_WITHOUT_VOICE };
   if (context.smsConsent === 'opted_out' || context.voiceConsent === 'opted_out') {
     return { action: 'suppress', reason: 'opted_out' };
   }

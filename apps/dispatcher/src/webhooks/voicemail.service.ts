@@ -32,7 +32,7 @@ export class VoicemailService {
     answeredBy: string | undefined,
   ): Promise<AmdOutcome> {
     if (!attemptId || !UUID.test(attemptId) || !callSid || !CALL_SID.test(callSid)) return 'ignored';
-    if (!answeredBy?.startsWith('machine_end_')) return 'ignored';
+    if (typeof answeredBy !== 'string' || !answeredBy.startsWith('machine_end_')) return 'ignored';
     // The verdict may come before the create call returned (no sid yet); a sid of another message is not ours.
     const [call] = await this.db.query<{ body_enc: string | null; language: Language }[]>(
       `SELECT m.body_enc, p.language FROM messages m JOIN patients p ON p.id = m.patient_id
