@@ -14,5 +14,6 @@ module.exports = {
   globalSetup: base.globalSetup,
   globalTeardown: base.globalTeardown,
   testTimeout: 240000,
+  // scripts/chaos.mjs runs the scenarios that disrupt only themselves two at a time, the global ones alone.
   maxWorkers: 1,
 };
