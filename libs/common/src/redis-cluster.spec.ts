@@ -25,6 +25,8 @@ describe('the delivery queue on a Redis Cluster', () => {
     dir = mkdtempSync(join(tmpdir(), 'rxn-cluster-'));
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
+      // The cluster bus defaults to port + 10000, past 65535 for a high free port: give it its own.
+      const bus = await freePort();
       ports.push(port);
       nodes.push(
         spawn(
@@ -36,6 +38,8 @@ describe('the delivery queue on a Redis Cluster', () => {
             '127.0.0.1',
             '--cluster-enabled',
             'yes',
+            '--cluster-port',
+            String(bus),
             '--cluster-config-file',
             `nodes-${port}.conf`,
             '--dir',

@@ -70,8 +70,8 @@ describe('dispatcher replicas share the 429 pause and the per-pharmacy send rate
       return rows.length > 0 ? rows : null;
     });
     const refusedAt = (refused.updated_at as Date).getTime();
-    // Let the refusing worker set the pause, then give both replicas work.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Once the refusing worker has paused the queue, give both replicas work.
+    await waitFor('the pause', async () => (await a.jobs.getRateLimitTtl()) > 0);
     const later = await Promise.all(others.map((p) => a.given.notice(p)));
     await a.queue.enqueue(later.map((n) => ({ notificationId: n.notificationId })));
     await allSent([first.notificationId, ...later.map((n) => n.notificationId)]);
