@@ -471,4 +471,27 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     );
     expect(textsTo(patient)).toHaveLength(1);
   }, 40000);
+
+  it('settles, never resends, an attempt whose delivery report gave it its sid while its lookup ran', async () => {
+    const patient = await t.given.patient(pharmacy, { phone: nextPhone(), consent: ['sms'] });
+    const { notificationId } = await t.given.notice(patient);
+    await queue.enqueue([{ notificationId }]);
+    await waitFor('delivered', async () => (await state(notificationId)).state === 'delivered');
+    // What a retry reads when the report lands during its lookup: the attempt still at intent (its answer lost,
+    // old enough to look up), the provider's sid already on it, the notice owed again.
+    await t.db.query(`UPDATE messages SET status = 'intent', created_at = $2 WHERE notification_id = $1`, [
+      notificationId,
+      new Date(clock.now().getTime() - 120_000),
+    ]);
+    await t.db.query(`UPDATE notifications SET state = 'pending' WHERE id = $1`, [notificationId]);
+    await raw.add('send-notification', { notificationId }, { jobId: `${notificationId}-retry` });
+    await waitFor('settled again', async () =>
+      ['sent', 'delivered'].includes((await state(notificationId)).state),
+    );
+    expect(textsTo(patient)).toHaveLength(1);
+    const [message] = await t.db.query(`SELECT status FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    expect(message.status).not.toBe('failed');
+  });
 });

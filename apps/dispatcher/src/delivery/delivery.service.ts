@@ -45,6 +45,8 @@ export const LEASE_SECONDS = 60;
  */
 const SETTLE_UNANSWERED_AFTER_MS = 4 * PROVIDER_REQUEST_TIMEOUT_MS;
 const SETTLE_ANSWERED_AFTER_MS = 20_000;
+/** Message statuses that end an attempt without the message reaching the patient. */
+const CLOSED_STATUSES = ['failed', 'undelivered', 'busy', 'no-answer', 'canceled'];
 /** How long the queue pauses after the provider answers 429. */
 const THROTTLE_MS = 2000;
 const REMINDER_KINDS: NotificationKind[] = [
@@ -571,10 +573,8 @@ export class DeliveryService {
         intent.status === 'intent'
           ? await this.lookUp(intent, notificationIds)
           : { sid: intent.provider_sid ?? '', status: intent.status };
-      if (found && (await this.claimProviderRecord(intent, found))) {
+      if ((found && (await this.claimProviderRecord(intent, found))) || (await this.settleUnfound(intent))) {
         for (const id of intent.notification_ids) settled.set(id, intent.id);
-      } else {
-        await this.recordAttempt(intent.id, 'failed', null, 'not_found_at_provider');
       }
     }
     return { settled };
@@ -605,11 +605,30 @@ export class DeliveryService {
         if (error instanceof RetryableDeliveryError) break;
         throw error;
       }
-      if (!found || !(await this.claimProviderRecord(intent, found)))
-        await this.recordAttempt(intent.id, 'failed', null, 'not_found_at_provider');
+      if (!found || !(await this.claimProviderRecord(intent, found))) await this.settleUnfound(intent);
       settled++;
     }
     return settled;
+  }
+
+  /**
+   * The lookup found nothing: the attempt failed, unless a status report moved it on since it was read (the
+   * provider had it after all, and its report came late), in which case it is settled by what that report said.
+   * True when it went out.
+   */
+  private async settleUnfound(intent: OpenIntent): Promise<boolean> {
+    const [row] = await this.db.query<{ failed: boolean; status: string; provider_sid: string | null }[]>(
+      `WITH failed AS (
+         UPDATE messages SET status = 'failed', updated_at = now() WHERE id = $1 AND status = 'intent'
+         RETURNING id, notification_id),
+       attempt AS (
+         INSERT INTO message_attempts (message_id, notification_id, event, status)
+         SELECT id, notification_id, 'result', 'not_found_at_provider' FROM failed)
+       SELECT EXISTS (SELECT 1 FROM failed) AS failed, m.status, m.provider_sid FROM messages m WHERE m.id = $1`,
+      [intent.id],
+    );
+    if (!row || row.failed || CLOSED_STATUSES.includes(row.status)) return false;
+    return this.claimProviderRecord(intent, { sid: row.provider_sid ?? '', status: row.status });
   }
 
   /** Records the provider's message as this attempt's; false when another attempt took that sid first. */
@@ -644,9 +663,10 @@ export class DeliveryService {
       throw new RetryableDeliveryError('provider unreachable while settling an earlier attempt');
     }
     if (candidates.length === 0) return null;
+    // Its own sid is not "taken": a status report may have given it to this very message since it was read.
     const taken = await this.db.query<{ provider_sid: string }[]>(
-      `SELECT provider_sid FROM messages WHERE provider_sid = ANY($1::text[])`,
-      [candidates.map((c) => c.sid)],
+      `SELECT provider_sid FROM messages WHERE provider_sid = ANY($1::text[]) AND id <> $2`,
+      [candidates.map((c) => c.sid), intent.id],
     );
     const known = new Set(taken.map((row) => row.provider_sid));
     return candidates.find((candidate) => !known.has(candidate.sid)) ?? null;
