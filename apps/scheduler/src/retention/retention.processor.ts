@@ -6,14 +6,13 @@ import { DataSource } from 'typeorm';
 import { Clock } from '@rxnotify/common/clock/clock';
 import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
-import { JOB_OPTIONS, JobName, QueueName } from '@rxnotify/common/queue/queue.catalog';
+import { JobName, QueueName } from '@rxnotify/common/queue/queue.catalog';
 import { purgeMessageBodiesExclusively, type PurgeReport } from '@rxnotify/common/retention/retention';
+import { keepScheduled } from '@rxnotify/common/queue/job-schedule';
 import { closeWorkerWithin } from '@rxnotify/common/shutdown/grace';
 
 const SCHEDULER_ID = 'daily-message-body-purge';
 export const PURGE_EVERY_MS = 24 * 3600_000;
-/** The schedule lives in Redis; asserting it again every minute restores it after Redis lost its data. */
-const REASSERT_MS = 60_000;
 
 /**
  * Erases message bodies older than MESSAGE_BODY_RETENTION_DAYS once a day. The job scheduler is shared by replicas
@@ -25,7 +24,7 @@ export class RetentionProcessor
   implements OnApplicationBootstrap, BeforeApplicationShutdown
 {
   private readonly logger = new Logger(RetentionProcessor.name);
-  private timer: NodeJS.Timeout | null = null;
+  private stopSchedule = (): void => undefined;
 
   constructor(
     @InjectDataSource() private readonly db: DataSource,
@@ -37,32 +36,18 @@ export class RetentionProcessor
   }
 
   onApplicationBootstrap(): void {
-    // Not awaited: with Redis away the app must still boot; the timer retries.
-    void this.assertSchedule().catch((error: unknown) => this.warn(error));
-    this.timer = setInterval(
-      () => void this.assertSchedule().catch((error: unknown) => this.warn(error)),
-      REASSERT_MS,
+    this.stopSchedule = keepScheduled(
+      this.queue,
+      SCHEDULER_ID,
+      PURGE_EVERY_MS,
+      JobName.PurgeMessageBodies,
+      this.logger,
     );
-    this.timer.unref();
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.stopSchedule();
     await closeWorkerWithin(this.worker);
-  }
-
-  private warn(error: unknown): void {
-    this.logger.warn(
-      `purge schedule not asserted (will retry): ${error instanceof Error ? error.message : 'unknown error'}`,
-    );
-  }
-
-  private async assertSchedule(): Promise<void> {
-    await this.queue.upsertJobScheduler(
-      SCHEDULER_ID,
-      { every: PURGE_EVERY_MS },
-      { name: JobName.PurgeMessageBodies, data: {}, opts: JOB_OPTIONS[JobName.PurgeMessageBodies] },
-    );
   }
 
   /** The report (a count and a date) is the job's stored return value: no PHI. */
