@@ -9,7 +9,8 @@ import {
   type Scenario,
 } from './harness';
 
-const N = 2000;
+// The issue sets no size here: 1,000 sends meet a few hundred faults and keep the suite within ten minutes.
+const N = 1000;
 const SEED = Number(process.env.CHAOS_SEED ?? 20241123);
 
 /**
@@ -24,7 +25,7 @@ describe('chaos: provider answers 500/429 to 20% of sends', () => {
     await s?.close();
   });
 
-  it('sends each of 2,000 notifications exactly once through 20% provider faults', async () => {
+  it('sends each of 1,000 notifications exactly once through 20% provider faults', async () => {
     s = await openScenario('provider-faults', { dispatchers: 2 });
     const { ids, expected } = await seedNotices(s, N);
     await providerChaos(s, { rate: 0.2, kinds: ['http500', 'http429', 'http500AfterRecord'], seed: SEED });

@@ -17,12 +17,7 @@ import {
   type TemplateVars,
 } from '@rxnotify/common/messaging';
 import { resolveSettings, type PharmacySettings } from '@rxnotify/common/pharmacy/pharmacy-settings';
-import {
-  describeProviderCode,
-  PROVIDER_REQUEST_TIMEOUT_MS,
-  ProviderError,
-  SmsProvider,
-} from '@rxnotify/common/twilio/sms-provider';
+import { describeProviderCode, ProviderError, SmsProvider } from '@rxnotify/common/twilio/sms-provider';
 import {
   decideDelivery,
   isStale,
@@ -43,7 +38,9 @@ export const LEASE_SECONDS = 60;
  * may still be landing; an answered one (a 5xx) is finished, and its callbacks (exact, where a lookup by body is
  * ambiguous between notices that share a text) come within seconds.
  */
-const SETTLE_UNANSWERED_AFTER_MS = 4 * PROVIDER_REQUEST_TIMEOUT_MS;
+// A minute, not a multiple of our timeout: a request we gave up on can sit that long in a starved server's
+// buffers before it is read (the chaos replicas run saw one land 43 s after it was sent).
+const SETTLE_UNANSWERED_AFTER_MS = 60_000;
 const SETTLE_ANSWERED_AFTER_MS = 20_000;
 /** Message statuses that end an attempt without the message reaching the patient. */
 const CLOSED_STATUSES = ['failed', 'undelivered', 'busy', 'no-answer', 'canceled'];
