@@ -25,6 +25,16 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
   const clock = new FakeClock(new Date('2026-06-10T16:00:00Z'));
 
   const nextPhone = () => `+1415555${String(phoneCounter++).padStart(4, '0')}`;
+  /** A webhook signed as Twilio signs it, for the URL the dispatcher checks against. */
+  const signedPost = (path: string, params: Record<string, string>) =>
+    request(t.http)
+      .post(path)
+      .type('form')
+      .set(
+        'X-Twilio-Signature',
+        twilio.getExpectedTwilioSignature(SANDBOX_AUTH_TOKEN, `http://127.0.0.1:${port}${path}`, params),
+      )
+      .send(params);
   const notification = (id: string) =>
     t.db
       .query(`SELECT state, reason, channel FROM notifications WHERE id = $1`, [id])
@@ -326,17 +336,7 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
       .set('X-Twilio-Signature', 'forged')
       .send(params)
       .expect(403);
-    const signature = twilio.getExpectedTwilioSignature(
-      SANDBOX_AUTH_TOKEN,
-      `http://127.0.0.1:${port}${path}`,
-      params,
-    );
-    await request(t.http)
-      .post(path)
-      .type('form')
-      .set('X-Twilio-Signature', signature)
-      .send(params)
-      .expect(200);
+    await signedPost(path, params).expect(200);
     const [after] = await t.db.query(`SELECT status FROM messages WHERE id = $1`, [message.id]);
     expect(after.status).toBe('delivered');
   });
@@ -354,18 +354,8 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     const path = `/webhooks/twilio/voice/amd?attemptId=${message.id}`;
     const params = { CallSid: `CA${'0'.repeat(32)}`, AnsweredBy: 'machine_end_beep' };
     await request(t.http).post(path).type('form').send(params).expect(403);
-    const signature = twilio.getExpectedTwilioSignature(
-      SANDBOX_AUTH_TOKEN,
-      `http://127.0.0.1:${port}${path}`,
-      params,
-    );
     // A text has no call to update: the verdict changes nothing, and Twilio gets its 200.
-    await request(t.http)
-      .post(path)
-      .type('form')
-      .set('X-Twilio-Signature', signature)
-      .send(params)
-      .expect(200);
+    await signedPost(path, params).expect(200);
     expect(await notification(notificationId)).toMatchObject({ state: 'delivered', channel: 'sms' });
   });
 

@@ -23,6 +23,17 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
   });
   afterAll(() => t.close());
 
+  /** The provider records a text that no answer ever reached us for (a create over Twilio's REST API). */
+  const providerTakes = (to: string, from: string, body: string) =>
+    fetch(`${sandbox.url}/2010-04-01/Accounts/${SANDBOX_ACCOUNT_SID}/Messages.json`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Basic ${Buffer.from(`${SANDBOX_ACCOUNT_SID}:${SANDBOX_AUTH_TOKEN}`).toString('base64')}`,
+        'Content-Type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({ To: to, From: from, Body: body }).toString(),
+    });
+
   it('sends notifications that were never enqueued, or whose jobs Redis lost, exactly once', async () => {
     const pharmacy = await t.given.pharmacy({ settings: { sendRatePerSecond: 1000 } });
     const patients = await Promise.all(
@@ -66,18 +77,7 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
       body: 'Second: ready. Reply STOP to opt out.',
       createdAt: new Date(clock.now().getTime() - 90_000),
     });
-    await fetch(`${sandbox.url}/2010-04-01/Accounts/${SANDBOX_ACCOUNT_SID}/Messages.json`, {
-      method: 'POST',
-      headers: {
-        Authorization: `Basic ${Buffer.from(`${SANDBOX_ACCOUNT_SID}:${SANDBOX_AUTH_TOKEN}`).toString('base64')}`,
-        'Content-Type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({
-        To: patient.phone,
-        From: pharmacy.smsFrom,
-        Body: 'Second: ready. Reply STOP to opt out.',
-      }).toString(),
-    });
+    await providerTakes(patient.phone, pharmacy.smsFrom, 'Second: ready. Reply STOP to opt out.');
     await t.db.query(
       `UPDATE notifications SET state = 'sending', lease_owner = 'dead-worker', lease_expires_at = $2 WHERE id = $1`,
       [notificationId, new Date(clock.now().getTime() - 1000)],
@@ -145,31 +145,24 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
     const orphan = async (state: string, ageMs: number, body: string) => {
       const patient = await t.given.patient(pharmacy, { phone: `+1415555${phone++}`, consent: ['sms'] });
       const { notificationId } = await t.given.notice(patient, { dueAt: clock.now() });
-      await t.db.query(`UPDATE notifications SET state = $2 WHERE id = $1`, [notificationId, state]);
+      await t.db.query(`UPDATE notifications SET state = $2, reason = $3 WHERE id = $1`, [
+        notificationId,
+        state,
+        state === 'cancelled' ? 'stale:picked_up' : null,
+      ]);
       const messageId = await t.given.intentMessage(patient, notificationId, {
         from: pharmacy.smsFrom,
         body,
         createdAt: new Date(clock.now().getTime() - ageMs),
       });
-      return { patient, messageId };
+      return { patient, messageId, notificationId };
     };
     const message = async (id: string) =>
       (await t.db.query(`SELECT status, provider_sid FROM messages WHERE id = $1`, [id]))[0];
 
     // Went out, but the notice was cancelled before anyone recorded the answer.
     const wentOut = await orphan('cancelled', 90_000, 'Orphan: ready. Reply STOP to opt out.');
-    await fetch(`${sandbox.url}/2010-04-01/Accounts/${SANDBOX_ACCOUNT_SID}/Messages.json`, {
-      method: 'POST',
-      headers: {
-        Authorization: `Basic ${Buffer.from(`${SANDBOX_ACCOUNT_SID}:${SANDBOX_AUTH_TOKEN}`).toString('base64')}`,
-        'Content-Type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({
-        To: wentOut.patient.phone,
-        From: pharmacy.smsFrom,
-        Body: 'Orphan: ready. Reply STOP to opt out.',
-      }).toString(),
-    });
+    await providerTakes(wentOut.patient.phone, pharmacy.smsFrom, 'Orphan: ready. Reply STOP to opt out.');
     // Never reached the provider; the notice was sent by a later attempt.
     const never = await orphan('sent', 90_000, 'Orphan: never sent.');
     // Too recent to be looked up: it may still be landing.
@@ -182,7 +175,11 @@ describe('reconciler (Postgres is the truth, Redis the transport)', () => {
     });
     expect(await message(never.messageId)).toMatchObject({ status: 'failed', provider_sid: null });
     expect(await message(young.messageId)).toMatchObject({ status: 'intent' });
-    // Settling sends nothing.
+    // Settling sends nothing, and leaves the notices as they were (the cancelled one keeps its reason).
+    const notice = async (id: string) =>
+      (await t.db.query(`SELECT state, reason FROM notifications WHERE id = $1`, [id]))[0];
+    expect(await notice(wentOut.notificationId)).toEqual({ state: 'cancelled', reason: 'stale:picked_up' });
+    expect(await notice(never.notificationId)).toMatchObject({ state: 'sent' });
     expect(sandbox.messages().filter((m) => m.to === wentOut.patient.phone)).toHaveLength(1);
     expect(sandbox.messages().filter((m) => m.to === never.patient.phone)).toHaveLength(0);
   });
