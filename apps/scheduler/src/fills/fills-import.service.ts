@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { pipeline, type Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CsvError, parse } from 'csv-parse';
 import type { Principal } from '@rxnotify/common/auth/api-keys';
 import { InvalidInputError } from '@rxnotify/common/errors';
@@ -18,6 +19,12 @@ export type ImportOutcome = FillOutcome & { line: number };
 type ParsedItem = string[] | { malformed: CsvError };
 type Pending = { line: number; input: Record<string, unknown> } | { line: number; rejected: FillOutcome };
 
+/**
+ * Records parsed between two turns of the event loop. csv-parse hands over a whole network read's records at
+ * once, and the loop below would parse them all before Postgres's answer to the chunk being written is read:
+ * the writer's statements would wait on the parser, and reading and writing would take turns instead of overlapping.
+ */
+const RECORDS_PER_TURN = 100;
 /** Chunks handed to the writer and not yet written, at most: the reader runs this far ahead. */
 const CHUNKS_AHEAD = 2;
 
@@ -137,6 +144,7 @@ export class FillsImportService {
         }
         const line = nextLine;
         nextLine += 1 + extraLines(item);
+        if (line % RECORDS_PER_TURN === 0) await nextTurn();
         if (item.length === 1 && item[0] === '') continue;
         if (header === null) {
           const problems = checkHeader(item);
