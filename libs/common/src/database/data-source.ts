@@ -6,6 +6,7 @@ import { FillsRunOutIndex1732500000000 } from './migrations/1732500000000-fills-
 import { AuditSealing1732600000000 } from './migrations/1732600000000-audit-sealing';
 import { MessagesGinNoPendingList1732700000000 } from './migrations/1732700000000-messages-gin-no-pending-list';
 import { ConsentEvidenceIntegrity1732800000000 } from './migrations/1732800000000-consent-evidence-integrity';
+import { IdentifierCollation1732900000000 } from './migrations/1732900000000-identifier-collation';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
@@ -14,6 +15,7 @@ export const MIGRATIONS = [
   AuditSealing1732600000000,
   MessagesGinNoPendingList1732700000000,
   ConsentEvidenceIntegrity1732800000000,
+  IdentifierCollation1732900000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {
