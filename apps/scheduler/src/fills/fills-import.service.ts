@@ -130,6 +130,7 @@ export class FillsImportService {
     const writer = new ChunkWriter(this.fills, principal, route);
     let header: string[] | null = null;
     let nextLine = 1;
+    let records = 0;
     let chunk: Pending[] = [];
     try {
       for await (const item of parser as AsyncIterable<ParsedItem>) {
@@ -144,7 +145,8 @@ export class FillsImportService {
         }
         const line = nextLine;
         nextLine += 1 + extraLines(item);
-        if (line % RECORDS_PER_TURN === 0) await nextTurn();
+        // Counted by record: a quoted line break would make line numbers skip the multiples.
+        if (++records % RECORDS_PER_TURN === 0) await nextTurn();
         if (item.length === 1 && item[0] === '') continue;
         if (header === null) {
           const problems = checkHeader(item);

@@ -55,11 +55,12 @@ export const KEEP_ALIVE_MS = 65_000;
 /**
  * After each full collection V8 lets the heap grow to up to four times what survived before it collects
  * again, so a busy app holds mostly garbage: about 260 MB at 100 ready clicks a second against 140 MB after
- * boot. With growth capped at this percentage the same load peaks near 160–180 MB for the same CPU; a scan of a
- * million fills costs the scheduler more (bench/README.md). Unlike a heap limit (`--max-old-space-size`), nothing fails when the live data is
- * large: the heap still grows as far as it must. `node --heap-growing-percent=N` on the command line wins.
+ * boot. With growth capped at this percentage the same load peaks near 160–180 MB for the same CPU; a scan of
+ * a million fills costs the scheduler more (bench/README.md). Unlike a heap limit (`--max-old-space-size`),
+ * nothing fails when the live data is large: the heap still grows as far as it must.
+ * `node --heap-growing-percent=N` on the command line wins.
  */
-export const HEAP_GROWING_PERCENT = 20;
+const HEAP_GROWING_PERCENT = 20;
 
 function limitHeapGrowth(): void {
   if (process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))) return;

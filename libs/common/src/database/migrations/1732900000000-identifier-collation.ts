@@ -15,10 +15,10 @@ const IDENTIFIERS: [table: string, column: string][] = [
 /**
  * Identifiers get the "C" collation. Under the database's default (C.UTF-8 or en_US.UTF-8), every comparison in
  * these columns' B-trees goes through the locale's strcoll; in byte order it is a memcmp. Inserting 100,000
- * fills took about a quarter less time (bench/README.md). Equality is
- * unchanged for every value (both collations are deterministic); only an ORDER BY on these columns would change,
- * and nothing orders by them. The indexes are rebuilt, not the tables: plan the upgrade for a quiet hour on a
- * large database (docs/operations.md, "Upgrades").
+ * fills took about a quarter less time (bench/README.md). Equality is unchanged for every value (both
+ * collations are deterministic); only an ORDER BY on these columns would change, and nothing orders by them.
+ * The indexes are rebuilt, not the tables: plan the upgrade for a quiet hour on a large database
+ * (docs/operations.md, "Upgrades").
  */
 export class IdentifierCollation1732900000000 implements MigrationInterface {
   name = 'IdentifierCollation1732900000000';
