@@ -49,6 +49,19 @@ describe('bounded shutdown of a BullMQ worker (real Redis)', () => {
     expect(worker.isRunning()).toBe(false);
   });
 
+  it('closes a worker that is still connecting to Redis without an unhandled error', async () => {
+    // BullMQ's close, called while the worker's connections are still being set up, drops their error
+    // listeners and then fails the set-up: an unhandled rejection that ends the process (an app stopped just after boot).
+    // Jest fails the test on an unhandled rejection; the pause at the end lets a late one arrive.
+    for (let i = 0; i < 20; i++) {
+      const worker = new Worker('grace', async () => undefined, { connection, prefix });
+      await new Promise((resolve) => setTimeout(resolve, i % 4));
+      expect(await closeWorkerWithin(worker, 5_000)).toBe(true);
+      expect(worker.isRunning()).toBe(false);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  });
+
   it('gives up on a job that outlives the grace period instead of hanging shutdown', async () => {
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     const { worker, finish } = await busyWorker();

@@ -25,6 +25,9 @@ export async function settlesWithin(work: Promise<unknown>, ms: number): Promise
   }
 }
 
+/** How long a shutdown waits for a worker still connecting to Redis before closing it regardless. */
+const CONNECT_WAIT_MS = 2_000;
+
 let deadline: number | undefined;
 
 /**
@@ -43,6 +46,10 @@ export function shutdownGraceLeft(graceMs = SHUTDOWN_GRACE_MS): number {
  * check.
  */
 export async function closeWorkerWithin(worker: Worker, graceMs = shutdownGraceLeft()): Promise<boolean> {
+  // BullMQ's close, on a connection still being set up, removes the connection's error listeners and then fails
+  // the set-up: an unhandled rejection, so an app stopped just after boot would exit with a crash. Waiting for the
+  // connections first (milliseconds when Redis is up; bounded when it is not) avoids it.
+  await settlesWithin(worker.waitUntilReady(), Math.min(graceMs, CONNECT_WAIT_MS));
   const drained = await settlesWithin(worker.pause(), graceMs);
   if (!drained) {
     new Logger('Shutdown').warn(
