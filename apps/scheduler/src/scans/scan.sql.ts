@@ -29,17 +29,23 @@ const TODAY_UTC = `($1::timestamptz AT TIME ZONE 'UTC')::date`;
 const MAX_GRACE = `(SELECT max(coalesce((settings->>'adherenceGraceDays')::int, $3::int)) FROM pharmacies)`;
 const MAX_LEAD = `(SELECT max(greatest(coalesce((settings->>'refillLeadDays')::int, 0), 7)) FROM pharmacies)`;
 
-/** A later fill of the same prescription, or of the same therapy, that is not void: the patient refilled. */
+/**
+ * A later fill of the same prescription, or of the same therapy, that is not void: the patient refilled. Two
+ * tests rather than one with OR: the prescription's is one probe of `fills_patient_rx_idx` and settles most
+ * fills that were refilled, so only the rest read the patient's other fills for the therapy's.
+ */
 const NOT_REFILLED = `
   NOT EXISTS (
     SELECT 1 FROM fills later
-    WHERE later.patient_id = f.patient_id AND later.id <> f.id
+    WHERE later.patient_id = f.patient_id AND later.rx_number = f.rx_number AND later.fill_number > f.fill_number
       AND later.status NOT IN ('returned_to_stock', 'cancelled')
-      AND (
-        (later.rx_number = f.rx_number AND later.fill_number > f.fill_number)
-        OR (coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
-            AND later.filled_at > f.filled_at)
-      )
+  )
+  AND NOT EXISTS (
+    SELECT 1 FROM fills later
+    WHERE later.patient_id = f.patient_id
+      AND coalesce(later.therapeutic_class, later.drug_name) = coalesce(f.therapeutic_class, f.drug_name)
+      AND later.filled_at > f.filled_at
+      AND later.status NOT IN ('returned_to_stock', 'cancelled')
   )`;
 
 /**

@@ -105,6 +105,28 @@ describe('scans (real Postgres and Redis, injected clock)', () => {
       [],
     ],
     [
+      'a later fill of the same Rx returned to stock is no refill',
+      [
+        { rxNumber: 'RX-A', fillNumber: 0, daysSupply: 30, pickedUpDaysAgo: 26 },
+        { rxNumber: 'RX-A', fillNumber: 1, daysSupply: 30, readyDaysAgo: 0.5, status: 'returned_to_stock' },
+      ],
+      ['refill_due'],
+    ],
+    [
+      'a later fill of the same therapy cancelled is no refill',
+      [
+        { rxNumber: 'RX-B', daysSupply: 30, pickedUpDaysAgo: 26, therapeuticClass: 'statin' },
+        {
+          rxNumber: 'RX-C',
+          daysSupply: 30,
+          readyDaysAgo: 0.5,
+          therapeuticClass: 'statin',
+          status: 'cancelled',
+        },
+      ],
+      ['refill_due'],
+    ],
+    [
       'returned to stock: nothing',
       [{ daysSupply: 30, pickedUpDaysAgo: 26, status: 'returned_to_stock' }],
       [],
