@@ -3,6 +3,61 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 const CHAINS = ['consent_events', 'message_attempts', 'access_log'];
 
 /**
+ * The append-only trigger as this migration leaves it: a sealing UPDATE is let through and chained, anything else
+ * refused. Exported for the migration that replaces it (its `down` puts this back).
+ */
+export const APPEND_ONLY_V1 = `
+      CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        head audit_chain_heads;
+      BEGIN
+        IF TG_OP = 'UPDATE' THEN
+          IF OLD.hash IS NULL
+             AND to_jsonb(OLD) - ARRAY['seq', 'prev_hash', 'hash'] = to_jsonb(NEW) - ARRAY['seq', 'prev_hash', 'hash'] THEN
+            SELECT * INTO head FROM audit_chain_heads WHERE chain = TG_TABLE_NAME FOR UPDATE;
+            NEW.seq := head.seq + 1;
+            NEW.prev_hash := head.hash;
+            NEW.hash := encode(digest(head.hash || E'\\n' || audit_canonical(TG_TABLE_NAME,
+                          to_jsonb(NEW) || jsonb_build_object('at', audit_ts(NEW.at))), 'sha256'), 'hex');
+            UPDATE audit_chain_heads SET seq = NEW.seq, hash = NEW.hash WHERE chain = TG_TABLE_NAME;
+            RETURN NEW;
+          END IF;
+        END IF;
+        RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
+      END $$`;
+
+/**
+ * Seals up to max_rows committed rows of one chain, in id order; 0 when none wait, or when another session is
+ * sealing the chain and wait is false. Exported as APPEND_ONLY_V1 is.
+ */
+export const AUDIT_SEAL_V1 = `
+      CREATE OR REPLACE FUNCTION audit_seal(tbl text, max_rows integer, wait boolean DEFAULT false) RETURNS integer
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        r record;
+        n integer := 0;
+      BEGIN
+        IF tbl NOT IN ('consent_events', 'message_attempts', 'access_log') THEN
+          RAISE EXCEPTION 'no audit chain named %', tbl;
+        END IF;
+        IF wait THEN
+          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE;
+        ELSE
+          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE SKIP LOCKED;
+          IF NOT FOUND THEN
+            RETURN 0;
+          END IF;
+        END IF;
+        FOR r IN EXECUTE format('SELECT id FROM %I WHERE hash IS NULL ORDER BY id LIMIT $1', tbl) USING max_rows
+        LOOP
+          -- The trigger assigns seq, prev_hash and hash.
+          EXECUTE format('UPDATE %I SET hash = '''' WHERE id = $1 AND hash IS NULL', tbl) USING r.id;
+          n := n + 1;
+        END LOOP;
+        RETURN n;
+      END $$`;
+
+/**
  * Audit rows are chained shortly after they commit, instead of by the inserting transaction.
  *
  * Before, each insert took the chain head's row lock and held it until its transaction committed, so every
@@ -39,53 +94,8 @@ export class AuditSealing1732600000000 implements MigrationInterface {
         NEW.at := date_trunc('microseconds', coalesce(NEW.at, now()));
         RETURN NEW;
       END $$`);
-    await q.query(`
-      CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-      DECLARE
-        head audit_chain_heads;
-      BEGIN
-        IF TG_OP = 'UPDATE' THEN
-          IF OLD.hash IS NULL
-             AND to_jsonb(OLD) - ARRAY['seq', 'prev_hash', 'hash'] = to_jsonb(NEW) - ARRAY['seq', 'prev_hash', 'hash'] THEN
-            SELECT * INTO head FROM audit_chain_heads WHERE chain = TG_TABLE_NAME FOR UPDATE;
-            NEW.seq := head.seq + 1;
-            NEW.prev_hash := head.hash;
-            NEW.hash := encode(digest(head.hash || E'\\n' || audit_canonical(TG_TABLE_NAME,
-                          to_jsonb(NEW) || jsonb_build_object('at', audit_ts(NEW.at))), 'sha256'), 'hex');
-            UPDATE audit_chain_heads SET seq = NEW.seq, hash = NEW.hash WHERE chain = TG_TABLE_NAME;
-            RETURN NEW;
-          END IF;
-        END IF;
-        RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
-      END $$`);
-    // Seals up to max_rows committed rows of one chain, in id order; 0 when none wait, or when another session
-    // is sealing the chain and wait is false.
-    await q.query(`
-      CREATE FUNCTION audit_seal(tbl text, max_rows integer, wait boolean DEFAULT false) RETURNS integer
-      LANGUAGE plpgsql AS $$
-      DECLARE
-        r record;
-        n integer := 0;
-      BEGIN
-        IF tbl NOT IN ('consent_events', 'message_attempts', 'access_log') THEN
-          RAISE EXCEPTION 'no audit chain named %', tbl;
-        END IF;
-        IF wait THEN
-          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE;
-        ELSE
-          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE SKIP LOCKED;
-          IF NOT FOUND THEN
-            RETURN 0;
-          END IF;
-        END IF;
-        FOR r IN EXECUTE format('SELECT id FROM %I WHERE hash IS NULL ORDER BY id LIMIT $1', tbl) USING max_rows
-        LOOP
-          -- The trigger assigns seq, prev_hash and hash.
-          EXECUTE format('UPDATE %I SET hash = '''' WHERE id = $1 AND hash IS NULL', tbl) USING r.id;
-          n := n + 1;
-        END LOOP;
-        RETURN n;
-      END $$`);
+    await q.query(APPEND_ONLY_V1);
+    await q.query(AUDIT_SEAL_V1);
   }
 
   async down(q: QueryRunner): Promise<void> {

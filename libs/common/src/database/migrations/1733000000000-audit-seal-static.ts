@@ -1,0 +1,59 @@
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { APPEND_ONLY_V1, AUDIT_SEAL_V1 } from './1732600000000-audit-sealing';
+
+/** One sealing loop, written out per chain so that its two statements are planned once per session. */
+const sealLoop = (chain: string) => `
+          FOR rid IN SELECT id FROM ${chain} WHERE hash IS NULL ORDER BY id LIMIT max_rows LOOP
+            -- The trigger assigns seq, prev_hash and hash.
+            UPDATE ${chain} SET hash = '' WHERE id = rid AND hash IS NULL;
+            n := n + 1;
+          END LOOP;`;
+
+/**
+ * Sealing costs less in Postgres, with the same result row for row: the same rows sealed in the same order, the
+ * same `seq`, `prev_hash` and `hash`, and the same refusals.
+ *
+ * - `audit_seal` names its table in plain SQL, one branch per chain, instead of building each statement with
+ *   EXECUTE format(): PL/pgSQL keeps the plan of a plain statement and plans an EXECUTE every time, twice per
+ *   row sealed. Sealing 5,000 access-log rows 50 at a time took 720–740 ms of Postgres before, 520–560 after.
+ * - The append-only trigger finds the chain's head by `chain = TG_TABLE_NAME::text`. `TG_TABLE_NAME` is a
+ *   `name`, so the comparison was on `name` and could not use the head table's text key: each sealed row read
+ *   the whole head table twice, which, when updates leave it with dead row versions to skip, made sealing
+ *   twice as slow (950 against 460 ms for the 5,000 rows, with the table at 83 pages).
+ */
+export class AuditSealStatic1733000000000 implements MigrationInterface {
+  name = 'AuditSealStatic1733000000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(APPEND_ONLY_V1.replace(/chain = TG_TABLE_NAME\b/g, 'chain = TG_TABLE_NAME::text'));
+    await q.query(`
+      CREATE OR REPLACE FUNCTION audit_seal(tbl text, max_rows integer, wait boolean DEFAULT false) RETURNS integer
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        rid bigint;
+        n integer := 0;
+      BEGIN
+        IF tbl NOT IN ('consent_events', 'message_attempts', 'access_log') THEN
+          RAISE EXCEPTION 'no audit chain named %', tbl;
+        END IF;
+        IF wait THEN
+          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE;
+        ELSE
+          PERFORM 1 FROM audit_chain_heads WHERE chain = tbl FOR UPDATE SKIP LOCKED;
+          IF NOT FOUND THEN
+            RETURN 0;
+          END IF;
+        END IF;
+        IF tbl = 'consent_events' THEN${sealLoop('consent_events')}
+        ELSIF tbl = 'message_attempts' THEN${sealLoop('message_attempts')}
+        ELSE${sealLoop('access_log')}
+        END IF;
+        RETURN n;
+      END $$`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(APPEND_ONLY_V1);
+    await q.query(AUDIT_SEAL_V1);
+  }
+}
