@@ -161,6 +161,32 @@ describe('scans (real Postgres and Redis, injected clock)', () => {
     ).toEqual([]);
   });
 
+  it('reminds every fill in the window once, whichever part of the refill statement finds it', async () => {
+    // One fill a day, run-outs from 15 days ago to 15 days ahead; due from 5 days before run-out (lead) to
+    // 7 after (grace): picked up 25 to 37 days ago. The statement runs in parts by run-out day.
+    clock.set(new Date('2026-03-15T15:00:00Z'));
+    const patient = await t.given.patient(pharmacy);
+    const fills = new Map<string, number>();
+    for (let daysAgo = 15; daysAgo <= 45; daysAgo++) {
+      const { id } = await t.given.fill(patient, {
+        now: clock.now(),
+        daysSupply: 30,
+        pickedUpDaysAgo: daysAgo,
+        drugName: `Drug ${daysAgo}`,
+      });
+      fills.set(id, daysAgo);
+    }
+    await scans.scan();
+    const rows = await t.db.query<{ fill_ids: string[]; kind: string }[]>(
+      `SELECT fill_ids, kind FROM notifications WHERE patient_id = $1`,
+      [patient.id],
+    );
+    expect(rows.every((r) => r.kind === 'refill_due')).toBe(true);
+    expect(rows.map((r) => fills.get(r.fill_ids[0])).sort((a, b) => a! - b!)).toEqual(
+      Array.from({ length: 13 }, (_, i) => 25 + i),
+    );
+  });
+
   it("honours a pharmacy's own lead days and pickup cadence", async () => {
     const custom = await t.given.pharmacy({
       name: 'Custom',
