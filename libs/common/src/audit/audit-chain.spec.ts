@@ -100,6 +100,26 @@ describe('audit hash chains (real Postgres)', () => {
     }
   });
 
+  it('seals in a write only when a row waits: an idle round writes nothing to disk', async () => {
+    for (const chain of ['consent_events', 'message_attempts', 'access_log'] as const)
+      await sealChain(db, chain);
+    /** One sealing round in its own transaction: what it sealed, and whether it wrote (took a transaction id). */
+    const round = () =>
+      db.transaction(async (tx) => {
+        const [{ sealed }] = await tx.query<{ sealed: number }[]>(
+          `SELECT audit_seal('access_log', 50, false) AS sealed`,
+        );
+        const [{ xid }] = await tx.query<{ xid: string | null }[]>(
+          `SELECT txid_current_if_assigned() AS xid`,
+        );
+        return { sealed, wrote: xid !== null };
+      });
+    expect(await round()).toEqual({ sealed: 0, wrote: false });
+    await db.query(`INSERT INTO access_log (role, action, route) VALUES ('staff', 'read', '/idle')`);
+    expect(await round()).toEqual({ sealed: 1, wrote: true });
+    expect(await round()).toEqual({ sealed: 0, wrote: false });
+  });
+
   it('refuses changes to a row waiting for its seal; a seal written by hand gets the true chain values', async () => {
     const [row] = await db.query<{ id: string }[]>(
       `INSERT INTO consent_events (patient_id, pharmacy_id, channel, status, source, actor)

@@ -7,7 +7,7 @@ import { AuditSealing1732600000000 } from './migrations/1732600000000-audit-seal
 import { MessagesGinNoPendingList1732700000000 } from './migrations/1732700000000-messages-gin-no-pending-list';
 import { ConsentEvidenceIntegrity1732800000000 } from './migrations/1732800000000-consent-evidence-integrity';
 import { IdentifierCollation1732900000000 } from './migrations/1732900000000-identifier-collation';
-import { AuditSealStatic1733000000000 } from './migrations/1733000000000-audit-seal-static';
+import { AuditSealingCost1733000000000 } from './migrations/1733000000000-audit-sealing-cost';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
@@ -17,7 +17,7 @@ export const MIGRATIONS = [
   MessagesGinNoPendingList1732700000000,
   ConsentEvidenceIntegrity1732800000000,
   IdentifierCollation1732900000000,
-  AuditSealStatic1733000000000,
+  AuditSealingCost1733000000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {
