@@ -15,6 +15,8 @@ export interface AppEntry {
   module: (config: AppConfig) => Promise<DynamicModule>;
   port: (config: AppConfig) => number;
   largeBodyRoutes?: string[];
+  /** How far the heap may grow past what survived the last full collection, in percent (see HEAP_GROWING_PERCENT). */
+  heapGrowingPercent?: number;
 }
 
 /**
@@ -37,7 +39,7 @@ export async function bootstrap(entry: AppEntry): Promise<void> {
       `${entry.app}: WARNING development PHI keys in use; set PHI_ENCRYPTION_KEYS and PHI_INDEX_KEY\n`,
     );
   }
-  limitHeapGrowth();
+  limitHeapGrowth(entry.heapGrowingPercent ?? HEAP_GROWING_PERCENT);
   startTelemetry({ app: entry.app, otel: config.otel });
   const { createHttpApp } = await import('./bootstrap');
   const app = await createHttpApp(await entry.module(config), entry, stopTelemetry);
@@ -57,13 +59,13 @@ export const KEEP_ALIVE_MS = 65_000;
  * again, so a busy app holds mostly garbage: about 260 MB at 100 ready clicks a second against 140 MB after
  * boot. With growth capped at this percentage the same load peaks near 160–180 MB for the same CPU; a scan of
  * a million fills costs the scheduler more (bench/README.md). Unlike a heap limit (`--max-old-space-size`),
- * nothing fails when the live data is large: the heap still grows as far as it must.
- * `node --heap-growing-percent=N` on the command line wins.
+ * nothing fails when the live data is large: the heap still grows as far as it must. An app may set its own
+ * (`AppEntry.heapGrowingPercent`); `node --heap-growing-percent=N` on the command line wins over both.
  */
 const HEAP_GROWING_PERCENT = 20;
 
-function limitHeapGrowth(): void {
+function limitHeapGrowth(percent: number): void {
   if (process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))) return;
   // Read by V8 at each collection, so it takes effect at run time.
-  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+  setFlagsFromString(`--heap-growing-percent=${percent}`);
 }
