@@ -12,7 +12,7 @@ const ADHERENCE_LOOKBACK_DAYS = 30;
 /** One id shared by every scheduler replica: only one scan runs at a time. */
 const SCAN_LOCK = 7270062;
 const ENQUEUE_BATCH = 250;
-/** Patient partitions of the refill statement (see REFILL_SCAN). */
+/** Parts of the refill statement, by run-out day (see REFILL_SCAN). */
 const REFILL_PARTS = 4;
 
 export interface ScanCounts {

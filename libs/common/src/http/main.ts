@@ -57,10 +57,11 @@ export const KEEP_ALIVE_MS = 65_000;
 /**
  * After each full collection V8 lets the heap grow to up to four times what survived before it collects
  * again, so a busy app holds mostly garbage: about 260 MB at 100 ready clicks a second against 140 MB after
- * boot. With growth capped at this percentage the same load peaks near 160–180 MB for the same CPU; a scan of
- * a million fills costs the scheduler more (bench/README.md). Unlike a heap limit (`--max-old-space-size`),
- * nothing fails when the live data is large: the heap still grows as far as it must. An app may set its own
- * (`AppEntry.heapGrowingPercent`); `node --heap-growing-percent=N` on the command line wins over both.
+ * boot. With growth capped at this percentage the same load peaks near 160–180 MB for the same CPU, but
+ * garbage collection costs more where an app allocates in bursts, so an app may set its own
+ * (`AppEntry.heapGrowingPercent`: the scheduler does; bench/README.md). Unlike a heap limit
+ * (`--max-old-space-size`), nothing fails when the live data is large: the heap still grows as far as it must.
+ * `node --heap-growing-percent=N` on the command line wins over both.
  */
 const HEAP_GROWING_PERCENT = 20;
 

@@ -48,8 +48,11 @@ export function shutdownGraceLeft(graceMs = SHUTDOWN_GRACE_MS): number {
 export async function closeWorkerWithin(worker: Worker, graceMs = shutdownGraceLeft()): Promise<boolean> {
   // BullMQ's close, on a connection still being set up, removes the connection's error listeners and then fails
   // the set-up: an unhandled rejection, so an app stopped just after boot would exit with a crash. Waiting for the
-  // connections first (milliseconds when Redis is up; bounded when it is not) avoids it.
+  // connections first avoids it whenever Redis answers within CONNECT_WAIT_MS (milliseconds when it is up); when it
+  // does not, the process exits on that rejection, as it did before. The wait comes out of the grace period.
+  const started = Date.now();
   await settlesWithin(worker.waitUntilReady(), Math.min(graceMs, CONNECT_WAIT_MS));
+  graceMs = Math.max(0, graceMs - (Date.now() - started));
   const drained = await settlesWithin(worker.pause(), graceMs);
   if (!drained) {
     new Logger('Shutdown').warn(
