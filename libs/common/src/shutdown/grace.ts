@@ -52,8 +52,7 @@ export async function closeWorkerWithin(worker: Worker, graceMs = shutdownGraceL
   // does not, the process exits on that rejection, as it did before. The wait comes out of the grace period.
   const started = Date.now();
   await settlesWithin(worker.waitUntilReady(), Math.min(graceMs, CONNECT_WAIT_MS));
-  graceMs = Math.max(0, graceMs - (Date.now() - started));
-  const drained = await settlesWithin(worker.pause(), graceMs);
+  const drained = await settlesWithin(worker.pause(), Math.max(0, graceMs - (Date.now() - started)));
   if (!drained) {
     new Logger('Shutdown').warn(
       `${worker.name} jobs still running ${graceMs} ms after SIGTERM: shutting down anyway; leases recover them`,
