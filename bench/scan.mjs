@@ -89,9 +89,10 @@ export async function scan({ full }) {
     try {
       const now = new Date();
       const d = DEFAULT_PHARMACY_SETTINGS;
+      const { rows: [window] } = await client.query(sql.REFILL_WINDOW, [now, d.adherenceGraceDays]);
       await client.query('BEGIN');
       for (const [name, text, params] of [
-        ['refill', sql.REFILL_SCAN, [now, null, d.adherenceGraceDays, 1, 0]],
+        ['refill', sql.REFILL_SCAN, [now, null, d.adherenceGraceDays, 1, 0, window.firstDay, window.days]],
         ['unclaimed', sql.UNCLAIMED_SCAN, [now, null, d.pickupReminderDays, d.returnToStockDay]],
         ['adherence', sql.ADHERENCE_SCAN, [now, null, d.adherenceGraceDays, 30]],
       ]) {

@@ -26,11 +26,20 @@ const LOCAL_DATES = `
  */
 const RUN_OUT_UTC = `((coalesce(f.picked_up_at, f.filled_at) AT TIME ZONE 'UTC')::date + f.days_supply)`;
 const TODAY_UTC = `($1::timestamptz AT TIME ZONE 'UTC')::date`;
-const MAX_GRACE = `(SELECT max(coalesce((settings->>'adherenceGraceDays')::int, $3::int)) FROM pharmacies)`;
+/** The largest grace days of any pharmacy; `defaultGrace` is the parameter holding the default. */
+const maxGrace = (defaultGrace: string) =>
+  `(SELECT max(coalesce((settings->>'adherenceGraceDays')::int, ${defaultGrace})) FROM pharmacies)`;
+const MAX_GRACE = maxGrace('$3::int');
 const MAX_LEAD = `(SELECT max(greatest(coalesce((settings->>'refillLeadDays')::int, 0), 7)) FROM pharmacies)`;
-/** The refill statement's run-out window in UTC dates: its first day, and how many days it has. */
-const REFILL_FROM = `(${TODAY_UTC} - 2 - ${MAX_GRACE})`;
-const REFILL_DAYS = `(5 + ${MAX_GRACE} + ${MAX_LEAD})`;
+
+/**
+ * The refill statement's run-out window in UTC dates: its first day (text, YYYY-MM-DD) and how many days it has.
+ * Computed once per scan and handed to each part of REFILL_SCAN, so the parts split one window even if a
+ * pharmacy's settings change between them. $1 now, $2 default grace days.
+ */
+export const REFILL_WINDOW = `
+  SELECT (${TODAY_UTC} - 2 - ${maxGrace('$2::int')})::text AS "firstDay",
+         5 + ${maxGrace('$2::int')} + ${MAX_LEAD} AS days`;
 
 /**
  * A later fill of the same prescription, or of the same therapy, that is not void: the patient refilled. Two
@@ -54,10 +63,10 @@ const NOT_REFILLED = `
 /**
  * refill_due / renewal_needed: a fill the patient has, from `leadDays` before run-out until `graceDays`
  * after it; renewal_needed when no refills remain. Never on the day of the fill itself (a supply shorter than
- * the lead time). $3 default grace days. $4 and $5 split the run-out window into $4 runs of days and take run $5
- * (0-based), so the scan can enqueue one part's reminders while Postgres works on the next; (1, 0) takes the
- * whole window. Each part reads only its own days from `fills_run_out_idx` (a split by patient read the whole
- * window once per part).
+ * the lead time). $3 default grace days. $6 and $7 are the run-out window (REFILL_WINDOW's first day and days);
+ * $4 and $5 split it into $4 runs of days and take run $5 (0-based), so the scan can enqueue one part's
+ * reminders while Postgres works on the next; (1, 0) takes the whole window. Each part reads only its own days
+ * from `fills_run_out_idx` (a split by patient read the whole window once per part).
  */
 export const REFILL_SCAN = `
   INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
@@ -71,8 +80,8 @@ export const REFILL_SCAN = `
   JOIN patients p ON p.id = f.patient_id
   ${LOCAL_DATES}
   WHERE f.status = 'picked_up' AND ($2::uuid IS NULL OR f.pharmacy_id = $2)
-    AND ${RUN_OUT_UTC} >= ${REFILL_FROM} + ${REFILL_DAYS} * $5::int / $4::int
-    AND ${RUN_OUT_UTC} < ${REFILL_FROM} + ${REFILL_DAYS} * ($5::int + 1) / $4::int
+    AND ${RUN_OUT_UTC} >= $6::date + $7::int * $5::int / $4::int
+    AND ${RUN_OUT_UTC} < $6::date + $7::int * ($5::int + 1) / $4::int
     AND d.today >= greatest(d.run_out - coalesce((ph.settings->>'refillLeadDays')::int, CASE WHEN f.days_supply <= 34 THEN 5 ELSE 7 END),
                             d.service_date + 1)
     AND d.today <= d.run_out + coalesce((ph.settings->>'adherenceGraceDays')::int, $3::int)

@@ -5,7 +5,7 @@ import { Clock } from '@rxnotify/common/clock/clock';
 import { DEFAULT_PHARMACY_SETTINGS } from '@rxnotify/common/pharmacy/pharmacy-settings';
 import { NotificationQueue } from '@rxnotify/common/queue/notification-queue';
 import { AdherenceService } from '../adherence/adherence.service';
-import { ADHERENCE_SCAN, REFILL_SCAN, UNCLAIMED_SCAN } from './scan.sql';
+import { ADHERENCE_SCAN, REFILL_SCAN, REFILL_WINDOW, UNCLAIMED_SCAN } from './scan.sql';
 
 /** Gaps older than this when first seen are history, not news: no outreach for them. */
 const ADHERENCE_LOOKBACK_DAYS = 30;
@@ -64,6 +64,10 @@ export class ScansService {
       await session.query('SELECT pg_advisory_lock($1)', [SCAN_LOCK]);
       try {
         // The largest kind, in parts: the first part's reminders are on their way while the others are computed.
+        const [window] = (await session.query(REFILL_WINDOW, [now, defaults.adherenceGraceDays])) as {
+          firstDay: string;
+          days: number;
+        }[];
         for (let part = 0; part < REFILL_PARTS; part++)
           publish(
             await session.query(REFILL_SCAN, [
@@ -72,6 +76,8 @@ export class ScansService {
               defaults.adherenceGraceDays,
               REFILL_PARTS,
               part,
+              window.firstDay,
+              window.days,
             ]),
           );
         publish(
