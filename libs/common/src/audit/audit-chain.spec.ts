@@ -1,3 +1,4 @@
+import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { createTestDatabase, type TestDatabase } from '../../../../test/helpers/database';
 import { given } from '../../../../test/helpers/given';
@@ -118,6 +119,46 @@ describe('audit hash chains (real Postgres)', () => {
     await db.query(`INSERT INTO access_log (role, action, route) VALUES ('staff', 'read', '/idle')`);
     expect(await round()).toEqual({ sealed: 1, wrote: true });
     expect(await round()).toEqual({ sealed: 0, wrote: false });
+  });
+
+  it('seals a grown chain row by row through its index, whatever the session planned while it was small', async () => {
+    // An app's connection lives for hours, and Postgres keeps a function's plans for the session until the next
+    // ANALYZE, which a server without autovacuum never runs: plans made for a small table read all of it.
+    await sealChain(db, 'access_log', true);
+    await db.query(`VACUUM ANALYZE access_log`);
+    const session = new Client({ connectionString: database.url });
+    await session.connect();
+    try {
+      for (let i = 0; i < 8; i++) {
+        await db.query(`INSERT INTO access_log (role, action, route) VALUES ('staff', 'read', '/small')`);
+        await session.query(`SELECT audit_seal('access_log', 50, true)`);
+      }
+      await db.query(
+        `INSERT INTO access_log (role, action, route) SELECT 'staff', 'read', '/grown' FROM generate_series(1, 3000)`,
+      );
+      // The session's own counter of reads of the whole table, around one call that seals 1,000 rows.
+      const tableReads = async () =>
+        (
+          await session.query<{ n: number }>(
+            `SELECT seq_scan::int AS n FROM pg_stat_xact_user_tables WHERE relname = 'access_log'`,
+          )
+        ).rows[0].n;
+      await session.query('BEGIN');
+      const before = await tableReads();
+      const sealed = await session.query<{ n: number }>(`SELECT audit_seal('access_log', 1000, true) AS n`);
+      const reads = (await tableReads()) - before;
+      await session.query('COMMIT');
+      expect(sealed.rows[0].n).toBe(1000);
+      expect(reads).toBeLessThan(5);
+    } finally {
+      await session.end();
+    }
+    // The first 1,000 of the new rows, in the order they were written, one after another in the chain.
+    const grown = await db.query<{ seq: string }[]>(
+      `SELECT seq::text FROM access_log WHERE route = '/grown' AND hash IS NOT NULL ORDER BY id`,
+    );
+    const first = Number(grown[0].seq);
+    expect(grown.map((row) => Number(row.seq))).toEqual(Array.from({ length: 1000 }, (_, i) => first + i));
   });
 
   it('refuses changes to a row waiting for its seal; a seal written by hand gets the true chain values', async () => {

@@ -8,6 +8,7 @@ import { MessagesGinNoPendingList1732700000000 } from './migrations/173270000000
 import { ConsentEvidenceIntegrity1732800000000 } from './migrations/1732800000000-consent-evidence-integrity';
 import { IdentifierCollation1732900000000 } from './migrations/1732900000000-identifier-collation';
 import { AuditSealingCost1733000000000 } from './migrations/1733000000000-audit-sealing-cost';
+import { AuditSealingPlans1733100000000 } from './migrations/1733100000000-audit-sealing-plans';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
@@ -18,6 +19,7 @@ export const MIGRATIONS = [
   ConsentEvidenceIntegrity1732800000000,
   IdentifierCollation1732900000000,
   AuditSealingCost1733000000000,
+  AuditSealingPlans1733100000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {

@@ -12,26 +12,8 @@ const sealLoop = (chain: string) => `
 /** Whether a row of the chain waits for its seal (the partial index `<chain>_unsealed_idx`). */
 const waiting = (chain: string) => `EXISTS (SELECT 1 FROM ${chain} WHERE hash IS NULL)`;
 
-/**
- * Sealing costs less in Postgres, with the same result row for row: the same rows sealed in the same order, the
- * same `seq`, `prev_hash` and `hash`, and the same refusals.
- *
- * - `audit_seal` returns at once when no row of the chain waits. Every app calls it for each chain five times a
- *   second, and each call locked the chain's head, which writes WAL, so each was a commit to flush to disk: 45
- *   a second with three apps, idle or not.
- * - `audit_seal` names its table in plain SQL, one branch per chain, instead of building each statement with
- *   EXECUTE format(): PL/pgSQL keeps the plan of a plain statement and plans an EXECUTE every time, twice per
- *   row sealed. Sealing 5,000 access-log rows 50 at a time took 720–740 ms of Postgres before, 520–560 after.
- * - The append-only trigger finds the chain's head by a text variable. It compared `chain` with `TG_TABLE_NAME`,
- *   a `name`, whose "C" collation the head table's key does not have, so each sealed row read the whole head
- *   table twice instead of one index entry. That costs little while the table is one page, and much once
- *   updates have spread it over many (5,000 rows: 550–575 against 316–329 ms with the table at 308 pages).
- */
-export class AuditSealingCost1733000000000 implements MigrationInterface {
-  name = 'AuditSealingCost1733000000000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`
+/** The append-only trigger as this migration leaves it (a later migration's `down` restores it). */
+export const APPEND_ONLY_V2 = `
       CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
       DECLARE
         head audit_chain_heads;
@@ -52,8 +34,10 @@ export class AuditSealingCost1733000000000 implements MigrationInterface {
           END IF;
         END IF;
         RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
-      END $$`);
-    await q.query(`
+      END $$`;
+
+/** `audit_seal` as this migration leaves it (a later migration's `down` restores it). */
+export const AUDIT_SEAL_V2 = `
       CREATE OR REPLACE FUNCTION audit_seal(tbl text, max_rows integer, wait boolean DEFAULT false) RETURNS integer
       LANGUAGE plpgsql AS $$
       DECLARE
@@ -84,7 +68,29 @@ export class AuditSealingCost1733000000000 implements MigrationInterface {
         ELSE${sealLoop('access_log')}
         END IF;
         RETURN n;
-      END $$`);
+      END $$`;
+
+/**
+ * Sealing costs less in Postgres, with the same result row for row: the same rows sealed in the same order, the
+ * same `seq`, `prev_hash` and `hash`, and the same refusals.
+ *
+ * - `audit_seal` returns at once when no row of the chain waits. Every app calls it for each chain five times a
+ *   second, and each call locked the chain's head, which writes WAL, so each was a commit to flush to disk: 45
+ *   a second with three apps, idle or not.
+ * - `audit_seal` names its table in plain SQL, one branch per chain, instead of building each statement with
+ *   EXECUTE format(): PL/pgSQL keeps the plan of a plain statement and plans an EXECUTE every time, twice per
+ *   row sealed. Sealing 5,000 access-log rows 50 at a time took 720–740 ms of Postgres before, 520–560 after.
+ * - The append-only trigger finds the chain's head by a text variable. It compared `chain` with `TG_TABLE_NAME`,
+ *   a `name`, whose "C" collation the head table's key does not have, so each sealed row read the whole head
+ *   table twice instead of one index entry. That costs little while the table is one page, and much once
+ *   updates have spread it over many (5,000 rows: 550–575 against 316–329 ms with the table at 308 pages).
+ */
+export class AuditSealingCost1733000000000 implements MigrationInterface {
+  name = 'AuditSealingCost1733000000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(APPEND_ONLY_V2);
+    await q.query(AUDIT_SEAL_V2);
   }
 
   async down(q: QueryRunner): Promise<void> {
