@@ -14,19 +14,21 @@ import { Public } from '../auth/api-key.guard';
 import { hashApiKey } from '../auth/api-keys';
 import type { AppConfig } from '../config/config';
 import { APP_CONFIG } from '../config/config.module';
+import { SlidingWindowStorage } from './rate-limit.storage';
 
 const MINUTE_MS = 60_000;
 const PUBLIC_ROUTE = Public().KEY;
 
 /**
- * One budget a minute per caller for the whole app (not one per route). Counters live in the process:
- * with N replicas behind a balancer a caller gets up to N times the limit.
+ * One budget a minute per caller for the whole app (not one per route). Counters live in the process
+ * ({@link SlidingWindowStorage}): with N replicas behind a balancer a caller gets up to N times the limit.
  */
 export function rateLimitOptions(config: AppConfig): ThrottlerModuleOptions {
   return {
     throttlers: [{ name: 'default', ttl: MINUTE_MS, limit: config.rateLimit.perMinute }],
     generateKey: (_context: ExecutionContext, tracker: string, name: string) => `${name}:${tracker}`,
     errorMessage: 'too many requests: retry after the number of seconds in the Retry-After header',
+    storage: new SlidingWindowStorage(),
   };
 }
 
