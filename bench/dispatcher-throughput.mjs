@@ -2,7 +2,7 @@
 // in-process Twilio sandbox (status callbacks included), versus a bare BullMQ worker on the same Redis.
 import { EXPERIMENTS, benchKeyRing, dist, log, openTimeZone, round, sleep, SMALL } from './lib/env.mjs';
 import { createBenchDatabase } from './lib/db.mjs';
-import { insertOneFillPerPatient, insertPatients, insertPharmacies } from './lib/fixtures.mjs';
+import { analyzeLoaded, insertOneFillPerPatient, insertPatients, insertPharmacies } from './lib/fixtures.mjs';
 import { sampleWaits } from './lib/pg-waits.mjs';
 import { appEnv, cpuMeter, sampleRss, startApp, stopApp } from './lib/procs.mjs';
 import { addBulkInBatches, bareBullmqFloor, cleanPrefix, openQueue, sendJobs } from './lib/queue.mjs';
@@ -33,7 +33,7 @@ export async function dispatcherThroughput({ full }) {
     log(`throughput: ${N} patients over ${PHARMACIES} pharmacies`);
     const patients = await insertPatients(db, keys, pharmacies, N);
     await insertOneFillPerPatient(db, patients, 'ready');
-    await db.query('VACUUM ANALYZE');
+    await analyzeLoaded(db);
 
     // Booted on an empty notifications table, so its start-up reconcile has nothing to enqueue.
     dispatcher = await startApp('dispatcher', env, urls.dispatcher);
@@ -45,6 +45,7 @@ export async function dispatcherThroughput({ full }) {
       `INSERT INTO notifications (pharmacy_id, patient_id, kind, fill_ids, dedup_key, due_at)
        SELECT pharmacy_id, patient_id, 'ready', ARRAY[id], 'ready:' || id, now() FROM fills RETURNING id`,
     );
+    await analyzeLoaded(db, 'notifications');
     const jobs = sendJobs(rows.map((r) => r.id));
     queue = openQueue(env.QUEUE_PREFIX, QueueName.Delivery);
     await queue.waitUntilReady();

@@ -2,7 +2,7 @@
 // latency = the sandbox's receive time of the patient's text − the moment the request was sent (one clock).
 import { EXPERIMENTS, benchKeyRing, dist, log, openTimeZone, percentile, round, sleep, SMALL } from './lib/env.mjs';
 import { createBenchDatabase } from './lib/db.mjs';
-import { insertOneFillPerPatient, insertPatients, insertPharmacies } from './lib/fixtures.mjs';
+import { analyzeLoaded, insertOneFillPerPatient, insertPatients, insertPharmacies } from './lib/fixtures.mjs';
 import { bearer, request } from './lib/http.mjs';
 import { sampleWaits } from './lib/pg-waits.mjs';
 import { appEnv, cli, cpuMeter, rssMb, sampleRss, startApp, stopApp } from './lib/procs.mjs';
@@ -78,7 +78,7 @@ export async function readyLatency({ full }) {
     const [pharmacy] = await insertPharmacies(db, 1, { settings, timezones: [openTimeZone()] });
     const patients = await insertPatients(db, benchKeyRing(), [pharmacy], WARMUP + measured);
     const fillIds = await insertOneFillPerPatient(db, patients, 'in_progress');
-    await db.query('VACUUM ANALYZE');
+    await analyzeLoaded(db);
     const fills = patients.map((p, i) => ({ fillId: fillIds[i], patientId: p.id, phone: p.phone }));
 
     apps.push(await startApp('scheduler', env, urls.scheduler));
