@@ -38,8 +38,8 @@ const MAX_LEAD = `(SELECT max(greatest(coalesce((settings->>'refillLeadDays')::i
  * pharmacy's settings change between them. $1 now, $2 default grace days.
  */
 export const REFILL_WINDOW = `
-  SELECT (${TODAY_UTC} - 2 - ${maxGrace('$2::int')})::text AS "firstDay",
-         5 + ${maxGrace('$2::int')} + ${MAX_LEAD} AS days`;
+  SELECT (${TODAY_UTC} - 2 - grace)::text AS "firstDay", 5 + grace + ${MAX_LEAD} AS days
+  FROM ${maxGrace('$2::int')} AS g(grace)`;
 
 /**
  * A later fill of the same prescription, or of the same therapy, that is not void: the patient refilled. Two
