@@ -1,8 +1,8 @@
 import { plainToInstance } from 'class-transformer';
-import { validateSync } from 'class-validator';
+import { isDateString, validateSync } from 'class-validator';
 import fc from 'fast-check';
 import { FILL_STATUSES, FillDto } from './fill.dto';
-import { checkFill, passesFillRules } from './fill-validation';
+import { checkFill, isCanonicalTimestamp, passesFillRules } from './fill-validation';
 
 const byClassValidator = (input: object) =>
   validateSync(plainToInstance(FillDto, input), { whitelist: true, forbidNonWhitelisted: true }).length === 0;
@@ -144,5 +144,52 @@ describe('fill validation fast path', () => {
       externalId: 'F-1',
       errors: ['filledAt must not be in the future'],
     });
+  });
+});
+
+describe('timestamp fast path', () => {
+  const strict = (value: string) => isDateString(value, { strict: true });
+  /** Strings shaped like a timestamp, each part drawn near and past its range, with stray separators. */
+  const pad = (n: number, width: number) => String(n).padStart(width, '0');
+  const timestampLike = fc
+    .tuple(
+      fc.integer({ min: 0, max: 9999 }),
+      fc.integer({ min: 0, max: 13 }),
+      fc.integer({ min: 0, max: 32 }),
+      fc.constantFrom('T', 't', ' ', ''),
+      fc.integer({ min: 0, max: 25 }),
+      fc.integer({ min: 0, max: 61 }),
+      fc.integer({ min: 0, max: 61 }),
+      fc.constantFrom('', '.5', '.123', '.123456789', ',5', '.'),
+      fc.constantFrom('Z', 'z', '', '+00:00', '-05:00', '+23:59', '+24:00', '-0500', '+05'),
+    )
+    .map(
+      ([year, month, day, t, hour, minute, second, fraction, zone]) =>
+        `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}${t}${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}${fraction}${zone}`,
+    );
+
+  it('says valid only where @IsDateString({ strict: true }) does', () => {
+    fc.assert(
+      fc.property(fc.oneof(timestampLike, fc.string()), (value) => {
+        if (isCanonicalTimestamp(value)) expect(strict(value)).toBe(true);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('knows the calendar, and leaves every other form to the library', () => {
+    expect(isCanonicalTimestamp('2024-02-29T10:00:00Z')).toBe(true);
+    expect(isCanonicalTimestamp('2000-02-29T10:00:00.250-05:00')).toBe(true);
+    expect(isCanonicalTimestamp('2023-02-29T10:00:00Z')).toBe(false);
+    expect(strict('2023-02-29T10:00:00Z')).toBe(false);
+    expect(isCanonicalTimestamp('1900-02-29T10:00:00Z')).toBe(false);
+    expect(isCanonicalTimestamp('2025-04-31T10:00:00Z')).toBe(false);
+    expect(isCanonicalTimestamp('2025-12-31T23:59:59Z')).toBe(true);
+    expect(isCanonicalTimestamp('0999-01-01T00:00:00Z')).toBe(false);
+    // Forms the library takes and the fast path does not: they still pass, through the library.
+    for (const other of ['2025-05-01', '2025-05-01T10:00Z', '2025-05-01T10:00:00']) {
+      expect(isCanonicalTimestamp(other)).toBe(false);
+      expect(strict(other)).toBe(true);
+    }
   });
 });

@@ -3,8 +3,10 @@ import { pipeline, type Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CsvError, parse } from 'csv-parse';
 import type { Principal } from '@rxnotify/common/auth/api-keys';
+import { Clock } from '@rxnotify/common/clock/clock';
 import { InvalidInputError } from '@rxnotify/common/errors';
 import type { FillOutcome } from './fill.dto';
+import { FillBatch, type SealedFillBatch } from './fill-batch';
 import { checkHeader, describeCsvError, extraLines, toFillInput } from './fills-csv';
 import { FillsService } from './fills.service';
 
@@ -17,7 +19,11 @@ export type ImportOutcome = FillOutcome & { line: number };
 
 /** A record's fields, or (in its place) the parse error that ends the file. */
 type ParsedItem = string[] | { malformed: CsvError };
-type Pending = { line: number; input: Record<string, unknown> } | { line: number; rejected: FillOutcome };
+/** A chunk's batch, validated and laid out as it was read, and the line of each of its records. */
+interface Chunk {
+  batch: SealedFillBatch;
+  lines: number[];
+}
 
 /**
  * Records parsed between two turns of the event loop. csv-parse hands over a whole network read's records at
@@ -31,7 +37,7 @@ const CHUNKS_AHEAD = 2;
 type Failed = { failure: unknown } | null;
 
 /**
- * Applies chunks in file order, each in its own transaction through FillsService.upsert. The reader may hand
+ * Applies chunks in file order, each in its own transaction through FillsService.write. The reader may hand
  * over up to CHUNKS_AHEAD chunks before the first of them is written, so reading and parsing go on while
  * Postgres works; then it waits, so backpressure reaches the request from there. After a chunk fails, the
  * chunks behind it are not applied, and the failure is rethrown to the reader.
@@ -50,7 +56,7 @@ class ChunkWriter {
   ) {}
 
   /** Queues this chunk behind the others, waiting first when CHUNKS_AHEAD are already queued. */
-  async write(chunk: Pending[]): Promise<void> {
+  async write(chunk: Chunk): Promise<void> {
     if (this.ahead.length >= CHUNKS_AHEAD) {
       const outcome = await this.ahead.shift();
       if (outcome) throw outcome.failure;
@@ -86,28 +92,28 @@ class ChunkWriter {
     await this.tail;
   }
 
-  private async apply(chunk: Pending[]): Promise<void> {
-    const inputs = chunk.flatMap((row) => ('input' in row ? [row.input] : []));
-    const outcomes =
-      inputs.length > 0
-        ? await this.fills.upsert(this.principal, inputs, this.route, { loggedPatients: this.loggedPatients })
-        : [];
-    let next = 0;
-    for (const row of chunk)
-      this.results.push({ ...('input' in row ? outcomes[next++] : row.rejected), line: row.line });
+  private async apply({ batch, lines }: Chunk): Promise<void> {
+    const outcomes = await this.fills.write(this.principal, batch, this.route, {
+      loggedPatients: this.loggedPatients,
+    });
+    outcomes.forEach((outcome, k) => this.results.push(Object.assign(outcome, { line: lines[k] })));
   }
 }
 
-/** CSV ingestion of fills: streamed, applied chunk by chunk through the same upsert as the JSON route. */
+/** CSV ingestion of fills: streamed, applied chunk by chunk through the same write as the JSON route. */
 @Injectable()
 export class FillsImportService {
-  constructor(private readonly fills: FillsService) {}
+  constructor(
+    private readonly fills: FillsService,
+    private readonly clock: Clock,
+  ) {}
 
   /**
    * Streams `source` through csv-parse and applies the records in chunks of IMPORT_CHUNK_ROWS, each chunk in its
    * own transaction. A chunk once applied stays applied: when the source fails part way (over the size cap,
    * client gone) the error is rethrown and earlier chunks are not undone; the chunk still being read is dropped.
-   * A malformed record ends the import: it is reported as rejected after the records before it.
+   * A malformed record ends the import: it is reported as rejected after the records before it. Records are
+   * validated as they are read, while the chunks before them are being written.
    */
   async importCsv(principal: Principal, source: Readable, route: string): Promise<ImportOutcome[]> {
     // Records come as arrays and the header is checked here, and line numbers are counted here from the fields
@@ -131,16 +137,15 @@ export class FillsImportService {
     let header: string[] | null = null;
     let nextLine = 1;
     let records = 0;
-    let chunk: Pending[] = [];
+    let batch = new FillBatch(principal, this.clock.now());
+    let lines: number[] = [];
     try {
       for await (const item of parser as AsyncIterable<ParsedItem>) {
         if (!Array.isArray(item)) {
           const reason = describeCsvError(item.malformed, MAX_RECORD_CHARS, header);
           if (header === null) throw new InvalidInputError([`the header row is ${reason}`]);
-          chunk.push({
-            line: nextLine,
-            rejected: { externalId: null, outcome: 'rejected', errors: [reason] },
-          });
+          batch.addRejected({ externalId: null, outcome: 'rejected', errors: [reason] });
+          lines.push(nextLine);
           break;
         }
         const line = nextLine;
@@ -157,18 +162,20 @@ export class FillsImportService {
         if (item.length !== header.length) {
           const externalId = item[header.indexOf('externalId')] || null;
           const problem = `record has ${item.length} field${item.length === 1 ? '' : 's'} but the header has ${header.length} columns`;
-          chunk.push({ line, rejected: { externalId, outcome: 'rejected', errors: [problem] } });
+          batch.addRejected({ externalId, outcome: 'rejected', errors: [problem] });
         } else {
-          chunk.push({ line, input: toFillInput(header, item) });
+          batch.add(toFillInput(header, item));
         }
-        if (chunk.length >= IMPORT_CHUNK_ROWS) {
-          await writer.write(chunk);
-          chunk = [];
+        lines.push(line);
+        if (batch.size >= IMPORT_CHUNK_ROWS) {
+          await writer.write({ batch: batch.seal(), lines });
+          batch = new FillBatch(principal, this.clock.now());
+          lines = [];
         }
       }
       if (header === null)
         throw new InvalidInputError(['the CSV is empty: its first line must be a header naming the columns']);
-      await writer.write(chunk);
+      await writer.write({ batch: batch.seal(), lines });
       await writer.flush();
       return writer.results;
     } catch (error) {

@@ -7,8 +7,8 @@ import { Clock } from '@rxnotify/common/clock/clock';
 import { preparedQuery } from '@rxnotify/common/database/prepared';
 import { ConflictError, NotFoundError } from '@rxnotify/common/errors';
 import { NotificationQueue, type Enqueue } from '@rxnotify/common/queue/notification-queue';
-import type { FillDto, FillOutcome } from './fill.dto';
-import { checkFill } from './fill-validation';
+import type { FillOutcome } from './fill.dto';
+import { FillBatch, fillKey, type SealedFillBatch, type ValidFill } from './fill-batch';
 
 /** A ready fill older than this is history being imported, not news for the patient. */
 const READY_NOTICE_MAX_AGE_HOURS = 24;
@@ -91,46 +91,31 @@ export class FillsService {
     options: UpsertOptions = {},
   ): Promise<FillOutcome[]> {
     const now = this.clock.now();
-    const results: FillOutcome[] = new Array(inputs.length);
-    const valid: { index: number; fill: FillDto }[] = [];
-    inputs.forEach((input, index) => {
-      const check = checkFill(input, now);
-      if (!check.ok) {
-        results[index] = { externalId: check.externalId, outcome: 'rejected', errors: check.errors };
-      } else if (!canReach(principal, check.fill.pharmacyId)) {
-        results[index] = {
-          externalId: check.fill.externalId,
-          outcome: 'rejected',
-          errors: ['pharmacyId not found'],
-        };
-      } else {
-        valid.push({ index, fill: check.fill });
-      }
-    });
+    const batch = new FillBatch(principal, now);
+    for (const input of inputs) batch.add(input);
+    return this.write(principal, batch.seal(), route, options, now);
+  }
 
-    // The same fill twice in one batch: the last one wins, as if sent one after the other.
-    const lastIndexByKey = new Map<string, number>();
-    for (const { index, fill } of valid)
-      lastIndexByKey.set(`${fill.pharmacyId}\u0000${fill.externalId}`, index);
-    const toWrite = valid.filter(({ index, fill }) => {
-      if (lastIndexByKey.get(`${fill.pharmacyId}\u0000${fill.externalId}`) === index) return true;
-      results[index] = {
-        externalId: fill.externalId,
-        outcome: 'rejected',
-        errors: ['externalId appears again later in this batch; the later one was applied'],
-      };
-      return false;
-    });
-
+  /**
+   * Writes a sealed batch (see FillBatch) in one transaction, with the ready notifications it implies, and
+   * enqueues those after commit. Returns one outcome per input, in input order.
+   */
+  async write(
+    principal: Principal,
+    batch: SealedFillBatch,
+    route: string,
+    options: UpsertOptions = {},
+    now: Date = this.clock.now(),
+  ): Promise<FillOutcome[]> {
+    const { results, rows: toWrite } = batch;
+    if (toWrite.length === 0) return results;
     const { notices: enqueue, logged } = await this.db.transaction(async (tx) => {
-      const patients = await this.resolvePatients(
-        tx,
-        toWrite.map((v) => v.fill),
-      );
-      const rows = toWrite.filter(({ index, fill }) => {
-        if (patients.has(`${fill.pharmacyId}\u0000${fill.patientExternalId}`)) return true;
+      const patients = await this.resolvePatients(tx, toWrite);
+      const patientIds = toWrite.map((row) => patients.get(fillKey(row.pharmacyId, row.patientExternalId)));
+      const rows = toWrite.filter(({ index, externalId }, k) => {
+        if (patientIds[k] !== undefined) return true;
         results[index] = {
-          externalId: fill.externalId,
+          externalId,
           outcome: 'rejected',
           errors: ['patientExternalId does not name a known patient of this pharmacy'],
         };
@@ -138,17 +123,12 @@ export class FillsService {
       });
       if (rows.length === 0) return { notices: [], logged: [] };
 
-      const stored = await this.writeFills(
-        tx,
-        rows.map((r) => r.fill),
-        patients,
-        now,
-      );
-      for (const { index, fill } of rows) {
-        const row = stored.get(`${fill.pharmacyId}\u0000${fill.externalId}`);
+      const stored = await this.writeFills(tx, batch, patientIds, rows, now);
+      for (const { index, externalId, key } of rows) {
+        const row = stored.get(key);
         if (row)
           results[index] = {
-            externalId: fill.externalId,
+            externalId,
             id: row.id,
             outcome: row.created ? 'created' : 'updated',
           };
@@ -277,7 +257,10 @@ export class FillsService {
     return fill;
   }
 
-  private async resolvePatients(tx: EntityManager, fills: FillDto[]): Promise<Map<string, string>> {
+  private async resolvePatients(
+    tx: EntityManager,
+    fills: { pharmacyId: string; patientExternalId: string }[],
+  ): Promise<Map<string, string>> {
     if (fills.length === 0) return new Map();
     const keys = distinctKeys(fills, (f) => f.patientExternalId);
     // One index probe per key (LIMIT 1 keeps the planner from flattening the LATERAL into a join that hashes the
@@ -289,13 +272,23 @@ export class FillsService {
                            WHERE pharmacy_id = k.pharmacy_id AND external_id = k.external_id LIMIT 1) p`,
       [keys.pharmacyIds, keys.externalIds],
     );
-    return new Map(rows.map((r) => [`${r.pharmacy_id}\u0000${r.external_id}`, r.id]));
+    return new Map(rows.map((r) => [fillKey(r.pharmacy_id, r.external_id), r.id]));
   }
 
-  /** One statement for the whole batch; a re-sent, unchanged fill is left untouched. */
-  private async writeFills(tx: EntityManager, fills: FillDto[], patients: Map<string, string>, now: Date) {
-    const column = <T>(pick: (f: FillDto) => T) => fills.map(pick);
-    const rows = await tx.query<
+  /**
+   * One statement for the whole batch; a re-sent, unchanged fill is left untouched. The batch's columns were laid
+   * out before the transaction; a fill whose patient is unknown has no patient id and is skipped. `rows` are
+   * the batch's fills with a known patient.
+   */
+  private async writeFills(
+    tx: EntityManager,
+    batch: SealedFillBatch,
+    patientIds: (string | undefined)[],
+    rows: ValidFill[],
+    now: Date,
+  ) {
+    const c = batch.columns;
+    const written = await tx.query<
       {
         id: string;
         pharmacy_id: string;
@@ -317,6 +310,7 @@ export class FillsService {
                    $14::timestamptz[], $15::boolean[], $16::text[])
          AS u(pharmacy_id, patient_id, external_id, rx_number, fill_number, drug_name, ndc, quantity, days_supply,
               refills_remaining, filled_at, status, ready_at, picked_up_at, maintenance, therapeutic_class)
+       WHERE patient_id IS NOT NULL
        ON CONFLICT (pharmacy_id, external_id) DO UPDATE SET
          patient_id = EXCLUDED.patient_id, rx_number = EXCLUDED.rx_number, fill_number = EXCLUDED.fill_number,
          drug_name = EXCLUDED.drug_name, ndc = EXCLUDED.ndc, quantity = EXCLUDED.quantity,
@@ -332,22 +326,22 @@ export class FillsService {
               ${READY_AT}, EXCLUDED.picked_up_at, EXCLUDED.maintenance, EXCLUDED.therapeutic_class)
        RETURNING f.id, f.pharmacy_id, f.patient_id, f.external_id, f.status, (xmax = 0) AS created`,
       [
-        column((f) => f.pharmacyId),
-        column((f) => patients.get(`${f.pharmacyId}\u0000${f.patientExternalId}`)),
-        column((f) => f.externalId),
-        column((f) => f.rxNumber),
-        column((f) => f.fillNumber),
-        column((f) => f.drugName),
-        column((f) => f.ndc ?? null),
-        column((f) => f.quantity),
-        column((f) => f.daysSupply),
-        column((f) => f.refillsRemaining),
-        column((f) => f.filledAt),
-        column((f) => f.status),
-        column((f) => f.readyAt ?? null),
-        column((f) => f.pickedUpAt ?? null),
-        column((f) => f.maintenance ?? false),
-        column((f) => f.therapeuticClass ?? null),
+        c.pharmacyId,
+        patientIds,
+        c.externalId,
+        c.rxNumber,
+        c.fillNumber,
+        c.drugName,
+        c.ndc,
+        c.quantity,
+        c.daysSupply,
+        c.refillsRemaining,
+        c.filledAt,
+        c.status,
+        c.readyAt,
+        c.pickedUpAt,
+        c.maintenance,
+        c.therapeuticClass,
         now,
       ],
     );
@@ -362,9 +356,9 @@ export class FillsService {
         changed: boolean;
       }
     >();
-    for (const row of rows)
-      result.set(`${row.pharmacy_id}\u0000${row.external_id}`, { ...row, changed: true });
-    const unchanged = fills.filter((f) => !result.has(`${f.pharmacyId}\u0000${f.externalId}`));
+    for (const row of written)
+      result.set(fillKey(row.pharmacy_id, row.external_id), { ...row, changed: true });
+    const unchanged = rows.filter(({ key }) => !result.has(key));
     if (unchanged.length > 0) {
       // One index probe per key, as in resolvePatients.
       const existing = await tx.query<
@@ -377,7 +371,7 @@ export class FillsService {
         [unchanged.map((f) => f.pharmacyId), unchanged.map((f) => f.externalId)],
       );
       for (const row of existing)
-        result.set(`${row.pharmacy_id}\u0000${row.external_id}`, { ...row, created: false, changed: false });
+        result.set(fillKey(row.pharmacy_id, row.external_id), { ...row, created: false, changed: false });
     }
     return result;
   }
@@ -481,15 +475,15 @@ export class FillsService {
 }
 
 /** Each (pharmacyId, key) pair once, as parallel arrays for unnest. */
-function distinctKeys(
-  fills: FillDto[],
-  key: (fill: FillDto) => string,
+function distinctKeys<T extends { pharmacyId: string }>(
+  fills: T[],
+  key: (fill: T) => string,
 ): { pharmacyIds: string[]; externalIds: string[] } {
   const seen = new Set<string>();
   const pharmacyIds: string[] = [];
   const externalIds: string[] = [];
   for (const fill of fills) {
-    const id = `${fill.pharmacyId}\u0000${key(fill)}`;
+    const id = fillKey(fill.pharmacyId, key(fill));
     if (seen.has(id)) continue;
     seen.add(id);
     pharmacyIds.push(fill.pharmacyId);
