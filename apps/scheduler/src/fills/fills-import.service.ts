@@ -10,8 +10,12 @@ import { FillBatch, type SealedFillBatch } from './fill-batch';
 import { checkHeader, describeCsvError, extraLines, toFillInput } from './fills-csv';
 import { FillsService } from './fills.service';
 
-/** Records per FillsService.upsert call, each call one transaction. */
-export const IMPORT_CHUNK_ROWS = 2_000;
+/**
+ * Records per chunk, each chunk one transaction. Each chunk costs seven statements whatever its size, so larger
+ * chunks import faster (100,000 rows: 21,600-22,000 rows/s at 2,000, 23,900 at 5,000, 25,000 at 10,000); at most
+ * three chunks are held at once, and a chunk locks no more fills than half of the JSON route's largest batch.
+ */
+export const IMPORT_CHUNK_ROWS = 5_000;
 /** A fill's cells add up to under 2,000 characters; a far longer record is an unclosed quote swallowing the file. */
 const MAX_RECORD_CHARS = 64 * 1024;
 
