@@ -66,11 +66,14 @@ export class InboundSmsService {
         : [];
     const pharmacyId = patients[0]?.pharmacy_id ?? pharmacyIds[0] ?? null;
 
+    // An opt-out is answered only once no text to the patient is still in flight (below); anything else at once.
+    const answerNow = intent !== 'opt_out';
     const changed = await this.db.transaction(async (manager) => {
       const fresh = await manager.query<{ message_sid: string }[]>(
-        `INSERT INTO inbound_messages (message_sid, pharmacy_id, intent, patients_matched) VALUES ($1, $2, $3, $4)
+        `INSERT INTO inbound_messages (message_sid, pharmacy_id, intent, patients_matched, answered_at)
+         VALUES ($1, $2, $3, $4, CASE WHEN $5::boolean THEN now() END)
          ON CONFLICT (message_sid) DO NOTHING RETURNING message_sid`,
-        [sms.messageSid, pharmacyId, intent, patients.length],
+        [sms.messageSid, pharmacyId, intent, patients.length, answerNow],
       );
       if (fresh.length === 0) return null;
       if (intent !== 'opt_out' && intent !== 'opt_in') return [];
@@ -85,15 +88,33 @@ export class InboundSmsService {
 
     // A redelivery of an opt-out may follow our 503: it waits for sends in flight again before it is answered.
     if (intent === 'opt_out') await this.settleInFlight(sms.messageSid, patients);
-    if (changed === null) {
+    // The confirmation goes out once: with the first answer of 200, which for an opt-out may be a redelivery's
+    // (the patient got nothing with our 503). Every later delivery of the same text gets an empty reply.
+    const answering = (changed !== null && answerNow) || (await this.claimAnswer(sms.messageSid));
+    if (!answering) {
       this.logger.log(`inbound ${sms.messageSid}: duplicate delivery, ignored`);
       return null;
     }
     this.logger.log(
-      `inbound ${sms.messageSid}: pharmacy ${pharmacyId ?? 'unknown'}, intent ${intent}, ` +
-        `${patients.length} patient(s) matched, ${changed.length} consent change(s)`,
+      changed === null
+        ? `inbound ${sms.messageSid}: redelivery of a text not yet answered, answering it now`
+        : `inbound ${sms.messageSid}: pharmacy ${pharmacyId ?? 'unknown'}, intent ${intent}, ` +
+            `${patients.length} patient(s) matched, ${changed.length} consent change(s)`,
     );
     return patients.length > 0 ? reply(intent, patients) : null;
+  }
+
+  /** Marks the text answered; false when some delivery of it already was. */
+  private async claimAnswer(messageSid: string): Promise<boolean> {
+    const rows = await this.db.query<{ message_sid: string }[]>(
+      // In a CTE: TypeORM answers a bare UPDATE with [rows, count] rather than the rows.
+      `WITH claimed AS (
+         UPDATE inbound_messages SET answered_at = now() WHERE message_sid = $1 AND answered_at IS NULL
+         RETURNING message_sid)
+       SELECT message_sid FROM claimed`,
+      [messageSid],
+    );
+    return rows.length > 0;
   }
 
   private async settleInFlight(messageSid: string, patients: MatchedPatient[]): Promise<void> {

@@ -153,7 +153,7 @@ describe('Twilio webhooks (consent-api, real Postgres, signed requests)', () => 
     });
 
     it(
-      'answers 503 to a STOP while a text to the patient is still in flight, then 200 to the redelivery',
+      'answers 503 to a STOP while a text to the patient is still in flight, then confirms it to the redelivery',
       async () => {
         const patient = await newPatient();
         const { notificationId } = await t.given.notice(patient);
@@ -171,8 +171,11 @@ describe('Twilio webhooks (consent-api, real Postgres, signed requests)', () => 
            SELECT id, notification_id, 'result', 'queued' FROM messages WHERE id = $1`,
           [messageId],
         );
+        // The patient got nothing with the 503: the redelivery carries the confirmation, once.
         const retried = await sms(patient.phone, 'STOP', { messageSid }).expect(200);
-        expect(retried.text).toBe(EMPTY);
+        expect(messages(retried.text)).toEqual([expect.stringMatching(/unsubscribed/i)]);
+        const again = await sms(patient.phone, 'STOP', { messageSid }).expect(200);
+        expect(again.text).toBe(EMPTY);
         expect(await events(patient.id)).toHaveLength(1);
       },
       IN_FLIGHT_WAIT_MS + 15_000,

@@ -9,6 +9,7 @@ import { ConsentEvidenceIntegrity1732800000000 } from './migrations/173280000000
 import { IdentifierCollation1732900000000 } from './migrations/1732900000000-identifier-collation';
 import { AuditSealingCost1733000000000 } from './migrations/1733000000000-audit-sealing-cost';
 import { AuditSealingPlans1733100000000 } from './migrations/1733100000000-audit-sealing-plans';
+import { InboundAnswered1733200000000 } from './migrations/1733200000000-inbound-answered';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
@@ -20,6 +21,7 @@ export const MIGRATIONS = [
   IdentifierCollation1732900000000,
   AuditSealingCost1733000000000,
   AuditSealingPlans1733100000000,
+  InboundAnswered1733200000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {
