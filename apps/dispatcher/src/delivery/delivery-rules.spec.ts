@@ -24,6 +24,13 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
       .then((r) => r[0]);
   const textsTo = (p: PatientFixture) => sandbox.messages().filter((m) => m.to === p.phone);
   const callsTo = (p: PatientFixture) => sandbox.calls().filter((c) => c.to === p.phone);
+  /** The answering-machine verdicts in a notice's attempt log. */
+  const verdicts = (id: string): Promise<{ status: string; provider_sid: string }[]> =>
+    t.db.query(
+      `SELECT a.status, a.provider_sid FROM message_attempts a JOIN messages m ON m.id = a.message_id
+       WHERE m.notification_id = $1 AND a.event = 'answered_by'`,
+      [id],
+    );
   const settledState = (id: string) =>
     waitFor(`notification ${id} to settle`, async () => {
       const n = await state(id);
@@ -220,6 +227,8 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     const [answered] = callsTo(patient);
     expect(answered.answeredBy).toBe('human');
     expect(answered.playedTwiml).toBe(call.twiml);
+    await waitFor('the verdict logged', async () => (await verdicts(notificationId)).length === 1);
+    expect(await verdicts(notificationId)).toEqual([{ status: 'human', provider_sid: call.sid }]);
     expect((await state(notificationId)).channel).toBe('voice');
     const [line] = await t.db.query(`SELECT line_type FROM patients WHERE id = $1`, [patient.id]);
     expect(line.line_type).toBe('landline');
@@ -237,6 +246,8 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     expect(call.playedTwiml).toMatch(/<Say[^>]*>[^<]*Main Street Pharmacy[^<]*<\/Say><Hangup\/>/);
     expect(call.playedTwiml).not.toContain('<Gather');
     expect(call.playedTwiml).not.toContain('press 9');
+    // The auditor's record says a machine took the call.
+    expect(await verdicts(notificationId)).toEqual([{ status: 'machine_end_beep', provider_sid: call.sid }]);
   });
 
   it('sends a landline without voice consent to staff follow-up', async () => {

@@ -354,9 +354,14 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     const path = `/webhooks/twilio/voice/amd?attemptId=${message.id}`;
     const params = { CallSid: `CA${'0'.repeat(32)}`, AnsweredBy: 'machine_end_beep' };
     await request(t.http).post(path).type('form').send(params).expect(403);
-    // A text has no call to update: the verdict changes nothing, and Twilio gets its 200.
+    // A text has no call to update: the verdict changes nothing, is not logged, and Twilio gets its 200.
     await signedPost(path, params).expect(200);
     expect(await notification(notificationId)).toMatchObject({ state: 'delivered', channel: 'sms' });
+    const logged = await t.db.query(
+      `SELECT 1 FROM message_attempts WHERE event = 'answered_by' AND message_id = $1`,
+      [message.id],
+    );
+    expect(logged).toEqual([]);
   });
 
   it('applies a burst of callbacks that arrive together in their order, each logged once', async () => {

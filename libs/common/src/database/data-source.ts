@@ -10,6 +10,7 @@ import { IdentifierCollation1732900000000 } from './migrations/1732900000000-ide
 import { AuditSealingCost1733000000000 } from './migrations/1733000000000-audit-sealing-cost';
 import { AuditSealingPlans1733100000000 } from './migrations/1733100000000-audit-sealing-plans';
 import { InboundAnswered1733200000000 } from './migrations/1733200000000-inbound-answered';
+import { AttemptAnsweredBy1733300000000 } from './migrations/1733300000000-attempt-answered-by';
 
 export const MIGRATIONS = [
   InitialSchema1732320000000,
@@ -22,6 +23,7 @@ export const MIGRATIONS = [
   AuditSealingCost1733000000000,
   AuditSealingPlans1733100000000,
   InboundAnswered1733200000000,
+  AttemptAnsweredBy1733300000000,
 ];
 
 export function dataSourceOptions(databaseUrl: string, poolSize = 20): DataSourceOptions {
