@@ -69,5 +69,21 @@ function callerOf(request: Request): string {
 
 /** The socket's peer (or, behind a proxy, what Express's `trust proxy` setting makes of X-Forwarded-For). */
 function clientIp(request: Request): string {
-  return request.ip ? normalizeIp(request.ip) : 'unknown';
+  const ip = request.ip;
+  if (!ip) return 'unknown';
+  let normal = NORMALIZED.get(ip);
+  if (normal === undefined) {
+    if (NORMALIZED.size >= NORMALIZED_MAX) NORMALIZED.clear();
+    normal = normalizeIp(ip);
+    NORMALIZED.set(ip, normal);
+  }
+  return normal;
 }
+
+/**
+ * Addresses already normalized. The throttler's `normalizeIp` parses an IPv6 address in full every time (a
+ * server listening on `::` sees every IPv4 client as `::ffff:a.b.c.d`): 2% of the dispatcher's CPU under
+ * Twilio's callbacks, which come from a handful of addresses. Bounded; emptied when full.
+ */
+const NORMALIZED = new Map<string, string>();
+const NORMALIZED_MAX = 10_000;
