@@ -58,10 +58,10 @@ export class FillBatch {
   private readonly results: FillOutcome[] = [];
   private readonly valid: (ValidFill & { fill: FillDto })[] = [];
 
-  /** `now` bounds the dates a fill may carry ("must not be in the future"). */
+  /** `now` bounds the dates a fill may carry ("must not be in the future"), read as each fill is added. */
   constructor(
     private readonly principal: Principal,
-    private readonly now: Date,
+    private readonly now: () => Date,
   ) {}
 
   get size(): number {
@@ -71,7 +71,7 @@ export class FillBatch {
   /** Validates one input fill and takes its place in the batch. */
   add(input: unknown): void {
     const index = this.results.length;
-    const check = checkFill(input, this.now);
+    const check = checkFill(input, this.now());
     if (!check.ok) {
       this.results.push({ externalId: check.externalId, outcome: 'rejected', errors: check.errors });
     } else if (!canReach(this.principal, check.fill.pharmacyId)) {

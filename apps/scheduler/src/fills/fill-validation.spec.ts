@@ -193,3 +193,63 @@ describe('timestamp fast path', () => {
     }
   });
 });
+
+describe('text and timestamps Postgres must read as given', () => {
+  const now = new Date('2025-06-01T00:00:00Z');
+  const base = {
+    pharmacyId: '3f1c9a52-5d0e-4b8e-9a57-2f0c5a1e7d10',
+    externalId: 'F-1',
+    patientExternalId: 'P-1',
+    rxNumber: 'RX1',
+    fillNumber: 0,
+    drugName: 'Lisinopril',
+    quantity: 30,
+    daysSupply: 30,
+    refillsRemaining: 1,
+    filledAt: '2025-05-01T00:00:00Z',
+    status: 'ready',
+  };
+  const TIMESTAMP_ERROR = 'must be an ISO 8601 date and time with a time zone, such as 2025-05-01T14:30:00Z';
+
+  it('refuses by name an ISO 8601 form Postgres would read as another instant or not at all', () => {
+    // Each passes @IsDateString({ strict: true }); Postgres fails the whole statement on the first three and
+    // reads 10:00.5 as ten minutes past midnight.
+    for (const odd of [
+      '2025-05-01T10:00:00,5Z',
+      '2025-W18-4',
+      '2025-05',
+      '2025-05-01T10:00.5Z',
+      '2025-05-01T10',
+    ]) {
+      expect(isDateString(odd, { strict: true })).toBe(true);
+      expect(checkFill({ ...base, readyAt: odd }, now)).toEqual({
+        ok: false,
+        externalId: 'F-1',
+        errors: [`readyAt ${TIMESTAMP_ERROR}`],
+      });
+    }
+  });
+
+  it('keeps the usual form as sent, and writes the other readable ones as the same instant', () => {
+    const usual = checkFill(base, now);
+    expect(usual.ok && usual.fill).toBe(base);
+    expect(checkFill({ ...base, filledAt: '2025-05-01' }, now)).toMatchObject({
+      ok: true,
+      fill: { filledAt: '2025-05-01T00:00:00.000Z' },
+    });
+    expect(checkFill({ ...base, filledAt: '2025-05-01 10:00:00-05:00' }, now)).toMatchObject({
+      ok: true,
+      fill: { filledAt: '2025-05-01T15:00:00.000Z' },
+    });
+  });
+
+  it('refuses half of a surrogate pair by name, and takes a whole one', () => {
+    expect(checkFill({ ...base, externalId: 'F-\ud800' }, now)).toEqual({
+      ok: false,
+      externalId: null,
+      errors: ['externalId must be well-formed Unicode text (it holds half of a surrogate pair)'],
+    });
+    expect(checkFill({ ...base, drugName: '\udc00Lisinopril' }, now)).toMatchObject({ ok: false });
+    expect(checkFill({ ...base, drugName: 'Lisinopril \u{1F48A}' }, now)).toMatchObject({ ok: true });
+  });
+});

@@ -19,6 +19,26 @@ import { FILL_STATUSES, FillDto } from './fill.dto';
 /** How far ahead of our clock a PhMS clock may run before a fill date counts as "in the future". */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
+const TIMESTAMP_FIELDS = ['filledAt', 'readyAt', 'pickedUpAt'] as const;
+/**
+ * A date and a time (seconds and a fraction optional) with `Z` or an offset. `@IsDateString` also takes forms
+ * that Postgres reads as another instant or not at all (`10:00:00,5`, `10:00.5`, `2025-W01-1`, a year alone).
+ */
+const ZONED_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * A timestamp that passed `@IsDateString` but is not in the usual form, as the instant both Postgres and
+ * JavaScript read (`toISOString`); a date alone is midnight UTC, as in the FHIR route. Null for a form that
+ * would not be read as the same instant by both.
+ */
+function storableTimestamp(value: string): string | null {
+  if (DATE_ONLY.test(value)) return `${value}T00:00:00.000Z`;
+  if (!ZONED_DATE_TIME.test(value)) return null;
+  const ms = Date.parse(value.replace(' ', 'T').replace(/z$/, 'Z'));
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+}
+
 export type FillCheck =
   { ok: true; fill: FillDto } | { ok: false; externalId: string | null; errors: string[] };
 
@@ -31,13 +51,14 @@ export function checkFill(input: unknown, now: Date): FillCheck {
   if (!input || typeof input !== 'object' || Array.isArray(input)) {
     return { ok: false, externalId, errors: ['fill must be an object'] };
   }
-  // Postgres text cannot hold a NUL character: refuse it here, naming the field, rather than fail the batch.
-  const withNul = fieldsWithNul(input as Record<string, unknown>);
-  if (withNul.length > 0) {
+  // Text Postgres cannot store as given (a NUL character; a lone surrogate, which it would store as U+FFFD so the
+  // fill could not be found again by its id): refused here, naming the field, rather than failing the batch.
+  const unstorable = unstorableText(input as Record<string, unknown>);
+  if (unstorable.length > 0) {
     return {
       ok: false,
-      externalId: externalId?.includes('\u0000') ? null : externalId,
-      errors: withNul.map((key) => `${key} must not contain a NUL character`),
+      externalId: externalId !== null && UNSTORABLE.test(externalId) ? null : externalId,
+      errors: unstorable,
     };
   }
   let fill: FillDto;
@@ -48,6 +69,18 @@ export function checkFill(input: unknown, now: Date): FillCheck {
   } else {
     fill = plainToInstance(FillDto, input);
     errors = flatten(validateSync(fill, { whitelist: true, forbidNonWhitelisted: true }));
+  }
+  if (errors.length === 0) {
+    for (const field of TIMESTAMP_FIELDS) {
+      const value = fill[field];
+      if (value === undefined || value === null || isCanonicalTimestamp(value)) continue;
+      const stored = storableTimestamp(value);
+      if (stored === null)
+        errors.push(
+          `${field} must be an ISO 8601 date and time with a time zone, such as 2025-05-01T14:30:00Z`,
+        );
+      else fill = { ...fill, [field]: stored };
+    }
   }
   if (errors.length === 0) {
     const latest = now.getTime() + CLOCK_SKEW_MS;
@@ -62,13 +95,21 @@ export function checkFill(input: unknown, now: Date): FillCheck {
   return errors.length > 0 ? { ok: false, externalId, errors } : { ok: true, fill };
 }
 
-/** The fields whose text holds a NUL character; looked for without allocating in the usual case of none. */
-function fieldsWithNul(input: Record<string, unknown>): string[] {
+/** A NUL character, or half of a surrogate pair without its other half. */
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** What is wrong with each text field Postgres cannot store as given; one test a field in the usual case of none. */
+function unstorableText(input: Record<string, unknown>): string[] {
   let found: string[] | undefined;
   for (const key in input) {
     if (!Object.prototype.hasOwnProperty.call(input, key)) continue;
     const value = input[key];
-    if (typeof value === 'string' && value.includes('\u0000')) (found ??= []).push(key);
+    if (typeof value !== 'string' || !UNSTORABLE.test(value)) continue;
+    (found ??= []).push(
+      value.includes('\u0000')
+        ? `${key} must not contain a NUL character`
+        : `${key} must be well-formed Unicode text (it holds half of a surrogate pair)`,
+    );
   }
   return found ?? NONE;
 }

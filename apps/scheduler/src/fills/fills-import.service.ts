@@ -141,7 +141,7 @@ export class FillsImportService {
     let header: string[] | null = null;
     let nextLine = 1;
     let records = 0;
-    let batch = new FillBatch(principal, this.clock.now());
+    let batch = new FillBatch(principal, () => this.clock.now());
     let lines: number[] = [];
     try {
       for await (const item of parser as AsyncIterable<ParsedItem>) {
@@ -173,7 +173,7 @@ export class FillsImportService {
         lines.push(line);
         if (batch.size >= IMPORT_CHUNK_ROWS) {
           await writer.write({ batch: batch.seal(), lines });
-          batch = new FillBatch(principal, this.clock.now());
+          batch = new FillBatch(principal, () => this.clock.now());
           lines = [];
         }
       }

@@ -7,6 +7,7 @@ import {
   type SchedulerUnderTest,
 } from '../../../../test/helpers/scheduler';
 import { FILL_COLUMNS } from './fills-csv';
+import { IMPORT_CHUNK_ROWS } from './fills-import.service';
 
 type Result = { externalId: string | null; id?: string; outcome: string; errors?: string[]; line: number };
 
@@ -251,6 +252,35 @@ describe('fills CSV import (scheduler, real Postgres and Redis)', () => {
       results.every((r, i) => r.outcome === 'created' && r.externalId === `BULK-${i}` && r.line === i + 2),
     ).toBe(true);
     expect(await countFills()).toBe(before + 10_000);
+  });
+
+  it('keeps the chunks applied before one that fails, and applies none after it', async () => {
+    // A write that fails in Postgres, as a lost connection or a full disk would, for one record of the second chunk.
+    await t.db.query(`
+      CREATE FUNCTION test_refuse_fill() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.external_id = 'REFUSED' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER test_refuse_fill BEFORE INSERT ON fills FOR EACH ROW EXECUTE FUNCTION test_refuse_fill();`);
+    try {
+      const before = await countFills();
+      const lines = Array.from({ length: 2 * IMPORT_CHUNK_ROWS + 500 }, (_, i) =>
+        row({ externalId: i === IMPORT_CHUNK_ROWS + 10 ? 'REFUSED' : `CHUNKED-${i}` }),
+      );
+      const response = await post(csv(...lines));
+      expect(response.status).toBe(500);
+      expect(response.body.message).toBe('internal error');
+      const applied = await t.db.query<{ external_id: string }[]>(
+        `SELECT external_id FROM fills WHERE external_id LIKE 'CHUNKED-%'`,
+      );
+      expect(applied).toHaveLength(IMPORT_CHUNK_ROWS);
+      expect(await countFills()).toBe(before + IMPORT_CHUNK_ROWS);
+      const first = new Set(applied.map((r) => r.external_id));
+      expect(first.has('CHUNKED-0') && first.has(`CHUNKED-${IMPORT_CHUNK_ROWS - 1}`)).toBe(true);
+    } finally {
+      await t.db.query(`DROP TRIGGER test_refuse_fill ON fills; DROP FUNCTION test_refuse_fill()`);
+    }
   });
 
   it("refuses wrong roles and missing keys, and rejects another pharmacy's records by name", async () => {

@@ -91,7 +91,7 @@ export class FillsService {
     options: UpsertOptions = {},
   ): Promise<FillOutcome[]> {
     const now = this.clock.now();
-    const batch = new FillBatch(principal, now);
+    const batch = new FillBatch(principal, () => now);
     for (const input of inputs) batch.add(input);
     return this.write(principal, batch.seal(), route, options, now);
   }

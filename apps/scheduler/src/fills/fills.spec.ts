@@ -77,6 +77,28 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
     expect(count).toBe(1);
   });
 
+  it('rejects alone a timestamp or text Postgres cannot read as sent, and stores a date alone as midnight UTC', async () => {
+    const good = fill({ filledAt: '2025-05-01' });
+    const response = await post({
+      fills: [
+        good,
+        // Each passes @IsDateString({ strict: true }) but fails Postgres's timestamp input: once the whole batch.
+        fill({ filledAt: '2025-05-01T10:00:00,5Z' }),
+        fill({ patientExternalId: 'nobody', readyAt: '2025-W18-4', status: 'ready' }),
+        fill({ externalId: 'F-\ud800' }),
+      ],
+    }).expect(200);
+    const results = response.body.results as { outcome: string; errors?: string[] }[];
+    expect(results.map((r) => r.outcome)).toEqual(['created', 'rejected', 'rejected', 'rejected']);
+    expect(results[1].errors).toEqual([expect.stringMatching(/^filledAt must be an ISO 8601 date and time/)]);
+    expect(results[2].errors).toEqual([expect.stringMatching(/^readyAt must be an ISO 8601 date and time/)]);
+    expect(results[3].errors).toEqual([expect.stringMatching(/^externalId must be well-formed Unicode/)]);
+    const [stored] = await t.db.query(`SELECT filled_at FROM fills WHERE external_id = $1`, [
+      good.externalId,
+    ]);
+    expect((stored.filled_at as Date).toISOString()).toBe('2025-05-01T00:00:00.000Z');
+  });
+
   it('treats a re-sent batch as no change', async () => {
     const batch = { fills: [fill(), fill()] };
     await post(batch).expect(200);

@@ -10,8 +10,12 @@ export class InboundAnswered1733200000000 implements MigrationInterface {
   name = 'InboundAnswered1733200000000';
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS answered_at timestamptz`);
-    await q.query(`UPDATE inbound_messages SET answered_at = received_at WHERE answered_at IS NULL`);
+    // The default makes a row written by an app still running the code before (a rolling upgrade) count as
+    // answered, as it was; the new code writes NULL itself for an opt-out not yet answered.
+    await q.query(
+      `ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS answered_at timestamptz DEFAULT now()`,
+    );
+    await q.query(`UPDATE inbound_messages SET answered_at = received_at`);
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -22,12 +22,8 @@ export class AttemptAnsweredBy1733300000000 implements MigrationInterface {
   }
 
   async down(q: QueryRunner): Promise<void> {
+    // The log is append-only, so verdict rows may stay; the wider check stays with them (a narrower one, even
+    // NOT VALID, would refuse the sealing UPDATE of a verdict row and stop the chain).
     await q.query(`DROP INDEX IF EXISTS message_attempts_answered_by_key`);
-    // The log is append-only: rows of the new event stay, so the old constraint comes back NOT VALID.
-    await q.query(`ALTER TABLE message_attempts DROP CONSTRAINT IF EXISTS message_attempts_event_check`);
-    await q.query(
-      `ALTER TABLE message_attempts ADD CONSTRAINT message_attempts_event_check
-         CHECK (event IN ('intent', 'result', 'status')) NOT VALID`,
-    );
   }
 }
