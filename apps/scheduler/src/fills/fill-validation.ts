@@ -57,7 +57,7 @@ export function checkFill(input: unknown, now: Date): FillCheck {
   if (unstorable.length > 0) {
     return {
       ok: false,
-      externalId: externalId !== null && UNSTORABLE.test(externalId) ? null : externalId,
+      externalId: externalId !== null && isUnstorable(externalId) ? null : externalId,
       errors: unstorable,
     };
   }
@@ -95,8 +95,9 @@ export function checkFill(input: unknown, now: Date): FillCheck {
   return errors.length > 0 ? { ok: false, externalId, errors } : { ok: true, fill };
 }
 
-/** A NUL character, or half of a surrogate pair without its other half. */
-const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Half of a surrogate pair without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const isUnstorable = (text: string) => text.includes('\u0000') || LONE_SURROGATE.test(text);
 
 /** What is wrong with each text field Postgres cannot store as given; one test a field in the usual case of none. */
 function unstorableText(input: Record<string, unknown>): string[] {
@@ -104,7 +105,7 @@ function unstorableText(input: Record<string, unknown>): string[] {
   for (const key in input) {
     if (!Object.prototype.hasOwnProperty.call(input, key)) continue;
     const value = input[key];
-    if (typeof value !== 'string' || !UNSTORABLE.test(value)) continue;
+    if (typeof value !== 'string' || !isUnstorable(value)) continue;
     (found ??= []).push(
       value.includes('\u0000')
         ? `${key} must not contain a NUL character`
