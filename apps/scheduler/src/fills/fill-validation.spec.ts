@@ -7,6 +7,22 @@ import { checkFill, isCanonicalTimestamp, passesFillRules } from './fill-validat
 const byClassValidator = (input: object) =>
   validateSync(plainToInstance(FillDto, input), { whitelist: true, forbidNonWhitelisted: true }).length === 0;
 
+/** A valid fill, and a clock a month after it. */
+const now = new Date('2025-06-01T00:00:00Z');
+const base = {
+  pharmacyId: '3f1c9a52-5d0e-4b8e-9a57-2f0c5a1e7d10',
+  externalId: 'F-1',
+  patientExternalId: 'P-1',
+  rxNumber: 'RX1',
+  fillNumber: 0,
+  drugName: 'Lisinopril',
+  quantity: 30,
+  daysSupply: 30,
+  refillsRemaining: 1,
+  filledAt: '2025-05-01T00:00:00Z',
+  status: 'ready',
+};
+
 /** Values near each rule's edges, of the right type and of the wrong ones. */
 const anything = fc.oneof(
   fc.constant(undefined),
@@ -110,20 +126,6 @@ describe('fill validation fast path', () => {
   });
 
   it('leaves the wording of errors to class-validator', () => {
-    const now = new Date('2025-06-01T00:00:00Z');
-    const base = {
-      pharmacyId: '3f1c9a52-5d0e-4b8e-9a57-2f0c5a1e7d10',
-      externalId: 'F-1',
-      patientExternalId: 'P-1',
-      rxNumber: 'RX1',
-      fillNumber: 0,
-      drugName: 'Lisinopril',
-      quantity: 30,
-      daysSupply: 30,
-      refillsRemaining: 1,
-      filledAt: '2025-05-01T00:00:00Z',
-      status: 'ready',
-    };
     expect(checkFill(base, now)).toEqual({ ok: true, fill: base });
     expect(checkFill({ ...base, daysSupply: '30' }, now)).toEqual({
       ok: false,
@@ -195,20 +197,6 @@ describe('timestamp fast path', () => {
 });
 
 describe('text and timestamps Postgres must read as given', () => {
-  const now = new Date('2025-06-01T00:00:00Z');
-  const base = {
-    pharmacyId: '3f1c9a52-5d0e-4b8e-9a57-2f0c5a1e7d10',
-    externalId: 'F-1',
-    patientExternalId: 'P-1',
-    rxNumber: 'RX1',
-    fillNumber: 0,
-    drugName: 'Lisinopril',
-    quantity: 30,
-    daysSupply: 30,
-    refillsRemaining: 1,
-    filledAt: '2025-05-01T00:00:00Z',
-    status: 'ready',
-  };
   const TIMESTAMP_ERROR = 'must be an ISO 8601 date and time with a time zone, such as 2025-05-01T14:30:00Z';
 
   it('refuses by name an ISO 8601 form Postgres would read as another instant or not at all', () => {
