@@ -158,6 +158,10 @@ describe('patients (consent-api, real Postgres)', () => {
       { externalId: 'A\u0000B' },
       'externalId must be text of 1 to 200 characters, not blank, without control characters',
     ],
+    [
+      { externalId: 'A\ud800B' },
+      'externalId must be text of 1 to 200 characters, not blank, without control characters',
+    ],
     [{ language: 'fr' }, 'language must be one of the following values: en, es'],
     [{ timezone: 'Europe/Atlantis' }, 'timezone must be an IANA time zone, such as America/New_York'],
     [{ pharmacyId: 'main-street' }, 'pharmacyId must be a UUID'],

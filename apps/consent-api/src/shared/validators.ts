@@ -44,8 +44,9 @@ export const IsPhone = (options?: ValidationOptions) =>
   );
 
 // Identifiers and names end up in text columns and in message templates: no control characters
-// (Postgres text refuses NUL outright), and something visible.
-const NO_CONTROL_CHARACTERS = /^[^\p{Cc}]*$/u;
+// (Postgres text refuses NUL outright), no half of a surrogate pair (it would be stored as U+FFFD, so the text
+// read back would not be the text sent), and something visible.
+const NO_CONTROL_CHARACTERS = /^[^\p{Cc}\p{Cs}]*$/u;
 
 /** A string of 1..max characters, not blank, without control characters. */
 export const IsPlainText = (max: number, options?: ValidationOptions) =>
