@@ -7,6 +7,7 @@ import type { Sandbox } from '../../../../tools/twilio-sandbox/src/sandbox';
 import type { PatientFixture, PharmacyFixture } from '../../../../test/helpers/given';
 import { waitFor } from '../../../../test/helpers/wait';
 import { startDispatcherWithSandbox, type DispatcherUnderTest } from '../../../../test/helpers/dispatcher';
+import { VoicemailService } from '../webhooks/voicemail.service';
 
 /** The delivery rules end to end through the real queue and the Twilio sandbox, with an injected clock. */
 describe('delivery policy (quiet hours, caps, coalescing, channels, provider faults)', () => {
@@ -246,7 +247,12 @@ describe('delivery policy (quiet hours, caps, coalescing, channels, provider fau
     expect(call.playedTwiml).toMatch(/<Say[^>]*>[^<]*Main Street Pharmacy[^<]*<\/Say><Hangup\/>/);
     expect(call.playedTwiml).not.toContain('<Gather');
     expect(call.playedTwiml).not.toContain('press 9');
-    // The auditor's record says a machine took the call.
+    // The auditor's record says a machine took the call, once however often Twilio posts the verdict.
+    expect(await verdicts(notificationId)).toEqual([{ status: 'machine_end_beep', provider_sid: call.sid }]);
+    const [message] = await t.db.query(`SELECT id FROM messages WHERE notification_id = $1`, [
+      notificationId,
+    ]);
+    await t.app.get(VoicemailService).answered(message.id, call.sid, 'machine_end_beep');
     expect(await verdicts(notificationId)).toEqual([{ status: 'machine_end_beep', provider_sid: call.sid }]);
   });
 
