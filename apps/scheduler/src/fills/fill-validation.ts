@@ -164,9 +164,10 @@ export function passesFillRules(input: object): input is FillDto {
 
 /**
  * The form PhMS exports write, `2025-05-01T14:30:00Z` (a fraction and an offset allowed), with each part in its
- * range, the day in its month and the year from 1000 (the library reads earlier years in other ways): every such string passes `@IsDateString({ strict: true })`, which the fast path
- * falls back to for anything else (fill-validation.spec.ts checks this). The library's check builds a Date and
- * several arrays for every timestamp, three a fill; this reads the digits in place.
+ * range, the day in its month and the year from 1000 (the library reads earlier years in other ways). Every such
+ * string passes `@IsDateString({ strict: true })`, which the fast path falls back to for anything else
+ * (fill-validation.spec.ts checks this). The library's check builds a Date and several arrays for every
+ * timestamp, three a fill; this reads the digits in place.
  */
 const CANONICAL_TIMESTAMP =
   /^[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
