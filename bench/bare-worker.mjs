@@ -14,9 +14,13 @@ const worker = new Worker(process.env.FLOOR_QUEUE, async () => ({ outcome: 'sent
   lockDuration: 30_000,
   stalledInterval: 30_000,
 });
+let cpuAtReady;
 worker.on('completed', () => {
   completed += 1;
-  if (completed === total) process.send({ type: 'done' });
+  if (completed === total) {
+    const { user, system } = process.cpuUsage(cpuAtReady);
+    process.send({ type: 'done', cpuSeconds: (user + system) / 1e6 });
+  }
 });
 process.on('message', async (m) => {
   if (m.type === 'stop') {
@@ -25,4 +29,5 @@ process.on('message', async (m) => {
   }
 });
 await worker.waitUntilReady();
+cpuAtReady = process.cpuUsage();
 process.send({ type: 'ready' });

@@ -1,5 +1,6 @@
 // dispatcher_throughput: N ready notices, one per patient, drained by the dispatcher process against the
 // in-process Twilio sandbox (status callbacks included), versus a bare BullMQ worker on the same Redis.
+import os from 'node:os';
 import { EXPERIMENTS, benchKeyRing, dist, log, openTimeZone, round, sleep, SMALL } from './lib/env.mjs';
 import { createBenchDatabase } from './lib/db.mjs';
 import { analyzeLoaded, insertOneFillPerPatient, insertPatients, insertPharmacies } from './lib/fixtures.mjs';
@@ -101,6 +102,7 @@ export async function dispatcherThroughput({ full }) {
     const bare = (floorBefore.perSecond + floorAfter.perSecond) / 2;
     const perSecond = seconds ? N / seconds : done / elapsed;
     const ratio = perSecond / bare;
+    const ceiling = ceilingOf(cpuSeconds, seconds === null ? done : N, bare);
     // Not drained (small run stopped at its time cap): only duplicates can be judged.
     const exactlyOnce = seconds === null ? duplicated === 0 : missing === 0 && duplicated === 0 && sandbox.messages().length === N;
     return {
@@ -109,6 +111,8 @@ export async function dispatcherThroughput({ full }) {
       perSecond: round(perSecond, 1),
       bareBullmqPerSecond: round(bare, 1),
       bareBullmqRuns: [round(floorBefore.perSecond, 1), round(floorAfter.perSecond, 1)],
+      // What BullMQ alone costs a worker process per job: the least any dispatcher pays before its own work.
+      bareWorkerCpuMsPerJob: round((1000 * (floorBefore.workerCpuSeconds + floorAfter.workerCpuSeconds)) / (2 * N), 3),
       ratio: round(ratio, 4),
       target: 0.15,
       aim: 0.25,
@@ -120,6 +124,7 @@ export async function dispatcherThroughput({ full }) {
       reconcilerReenqueued: reenqueued,
       dispatcherPeakRssMb: peakRss.dispatcher,
       cpuSeconds,
+      ceiling,
       postgresWaits,
       config: { pharmacies: PHARMACIES, concurrency: DELIVERY_CONCURRENCY, callbackDelayMs: CALLBACK_DELAY_MS },
     };
@@ -130,4 +135,25 @@ export async function dispatcherThroughput({ full }) {
     await cleanPrefix(env.QUEUE_PREFIX);
     await db.drop();
   }
+}
+
+/**
+ * The most this machine could sustain if some parts cost nothing: its cores divided by the CPU per notification
+ * of the rest, as measured in this run. `withoutDispatcher` keeps Postgres (the dispatcher's statements, the
+ * sealing, the bench's polling), Redis and the bench process (the sandbox answering creates and posting two
+ * signed callbacks a text, the enqueue, the polling); `withoutDispatcherOrPostgres` keeps only Redis and the bench
+ * process. A ratio target above the second cannot be met on this machine by any dispatcher.
+ */
+function ceilingOf(cpu, notifications, bare) {
+  const cores = os.cpus().length;
+  const at = (cpuSeconds) => {
+    if (!notifications || cpuSeconds <= 0) return null;
+    const perSecond = cores / (cpuSeconds / notifications);
+    return { cpuMsPerNotification: round((1000 * cpuSeconds) / notifications, 3), perSecond: round(perSecond, 1), ratio: round(perSecond / bare, 4) };
+  };
+  return {
+    cores,
+    withoutDispatcher: at(cpu.postgres + cpu.redis + cpu.benchProcess),
+    withoutDispatcherOrPostgres: at(cpu.redis + cpu.benchProcess),
+  };
 }

@@ -202,7 +202,8 @@ function machineBusySeconds() {
 /**
  * CPU time spent between `cpuMeter()` and `stop()`, in seconds: by each app process (and the kernel's part of
  * it), by this process (the in-process sandbox and the load generator), by the Postgres backends serving the
- * benchmark's database (plus the WAL writer and checkpointer, shared with the machine), by redis-server, by the
+ * benchmark's database (plus the WAL writer and checkpointer, shared with the machine; read every 200 ms, so
+ * a backend whose connection closed during the run still counts), by redis-server, by the
  * whole machine, and by everything else on it (`otherProcesses`: the noise). `machineBusy / seconds` near the
  * number of cores means the run was CPU-bound.
  */
@@ -222,7 +223,21 @@ export async function cpuMeter(apps, db) {
   };
   const redisPids = () => readdirSync('/proc').filter((e) => /^\d+$/.test(e) && commOf(e) === 'redis-server');
   const snapshot = (pids) => new Map(pids.map((pid) => [pid, cpuSeconds(pid) ?? 0]));
+  // An app's pool closes connections that sat idle and opens new ones: a backend that exits during the run takes
+  // its CPU time with it, so every backend is read every 200 ms and counted up to its last reading. One that
+  // started during the run counts from zero.
   const postgres0 = snapshot(await backends());
+  const postgresLast = new Map(postgres0);
+  const readBackends = async () => {
+    for (const pid of await backends()) {
+      const used = cpuSeconds(pid);
+      if (used !== null) postgresLast.set(pid, used);
+    }
+  };
+  let reading = Promise.resolve();
+  const poll = setInterval(() => {
+    reading = reading.then(readBackends).catch(() => undefined);
+  }, 200);
   const redis0 = snapshot(redisPids());
   const t0 = performance.now();
   const apps0 = new Map(apps.map((app) => [app.name, cpuSeconds(app.pid) ?? 0]));
@@ -242,9 +257,12 @@ export async function cpuMeter(apps, db) {
         result[app.name] = Number(used.toFixed(2));
         result[`${app.name}KernelPart`] = Number(((cpuSeconds(app.pid, 'system') ?? 0) - appsSystem0.get(app.name)).toFixed(2));
       }
-      const since = (before, pids) => pids.reduce((sum, pid) => sum + Math.max(0, (cpuSeconds(pid) ?? 0) - (before.get(pid) ?? 0)), 0);
-      const postgres = since(postgres0, [...new Set([...postgres0.keys(), ...(await backends())])]);
-      const redis = since(redis0, redisPids());
+      clearInterval(poll);
+      await reading;
+      await readBackends().catch(() => undefined);
+      let postgres = 0;
+      for (const [pid, last] of postgresLast) postgres += Math.max(0, last - (postgres0.get(pid) ?? 0));
+      const redis = redisPids().reduce((sum, pid) => sum + Math.max(0, (cpuSeconds(pid) ?? 0) - (redis0.get(pid) ?? 0)), 0);
       result.benchProcess = Number(((self.user + self.system) / 1e6).toFixed(2));
       result.postgres = Number(postgres.toFixed(2));
       result.redis = Number(redis.toFixed(2));

@@ -62,13 +62,13 @@ export async function bareBullmqFloor(prefix, n, concurrency) {
   const done = message('done');
   const t0 = performance.now();
   const enqueueSeconds = await addBulkInBatches(queue, jobs);
-  await done;
+  const { cpuSeconds: workerCpuSeconds } = await done;
   const seconds = (performance.now() - t0) / 1000;
   child.send({ type: 'stop' });
   await new Promise((resolve) => child.once('exit', resolve));
   await queue.obliterate({ force: true }).catch(() => undefined);
   await queue.close();
-  return { jobs: n, seconds, perSecond: n / seconds, enqueueSeconds };
+  return { jobs: n, seconds, perSecond: n / seconds, enqueueSeconds, workerCpuSeconds };
 }
 
 /** Deletes every key under the benchmark's prefix. */
