@@ -1,11 +1,26 @@
 import { Body, Controller, Get, HttpCode, Module, Post } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
+import { IsOptional, IsString } from 'class-validator';
 import request from 'supertest';
 import { InvalidInputError, NotFoundError } from '../errors';
 import { configureHttpApp } from './bootstrap';
 
+class ProbeDto {
+  @IsString()
+  name!: string;
+
+  @IsOptional()
+  extra?: unknown;
+}
+
 @Controller()
 class ProbeController {
+  @Post('typed')
+  @HttpCode(200)
+  typed(@Body() body: ProbeDto) {
+    return { name: body.name };
+  }
+
   @Post('small')
   @HttpCode(200)
   small(@Body() body: unknown) {
@@ -88,6 +103,19 @@ describe('the HTTP edge every app shares', () => {
       .send('{"a": ')
       .expect(400);
     expect(response.body).toEqual({ statusCode: 400, message: 'body is not valid JSON' });
+  });
+
+  it('refuses a body nested too deeply with a 400, where the validation pipe would run out of stack', async () => {
+    const nested = (depth: number) => `{"name":"a","extra":${'{"x":'.repeat(depth)}1${'}'.repeat(depth)}}`;
+    const send = (body: string) =>
+      request(http).post('/typed').set('Content-Type', 'application/json').send(body);
+    const refused = await send(nested(5_000)).expect(400);
+    expect(refused.body).toEqual({
+      statusCode: 400,
+      message: 'request body is nested more than 64 levels deep',
+    });
+    await send(nested(100)).expect(400);
+    expect((await send(nested(60)).expect(200)).body).toEqual({ name: 'a' });
   });
 
   it('maps domain errors to 404 and 422 naming the field', async () => {
