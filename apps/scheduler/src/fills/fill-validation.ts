@@ -88,7 +88,11 @@ export function checkFill(input: unknown, now: Date): FillCheck {
     if (fill.readyAt && Date.parse(fill.readyAt) > latest) errors.push('readyAt must not be in the future');
     if (fill.pickedUpAt && Date.parse(fill.pickedUpAt) > latest)
       errors.push('pickedUpAt must not be in the future');
-    if (fill.readyAt && fill.pickedUpAt && Date.parse(fill.pickedUpAt) < Date.parse(fill.readyAt)) {
+    // A fill in any other state has not been picked up: a time for it would contradict the status (and a ready
+    // fill's readyAt, defaulted to now, would then come after it).
+    if (fill.pickedUpAt && fill.status !== 'picked_up')
+      errors.push(`pickedUpAt is only allowed when status is picked_up (status is ${fill.status})`);
+    else if (fill.readyAt && fill.pickedUpAt && Date.parse(fill.pickedUpAt) < Date.parse(fill.readyAt)) {
       errors.push('pickedUpAt must not be before readyAt');
     }
   }

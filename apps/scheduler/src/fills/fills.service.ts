@@ -22,7 +22,9 @@ const MARK_READY = `WITH fill AS (
    SELECT id, pharmacy_id, patient_id, status FROM fills
    WHERE id = $1 AND ($3::uuid IS NULL OR pharmacy_id = $3) FOR UPDATE),
  updated AS (
-   UPDATE fills f SET status = 'ready', ready_at = coalesce(f.ready_at, $2), updated_at = $2
+   -- A fill that is ready has not been picked up: a pick-up time stored before that rule (on a fill in progress)
+   -- is dropped rather than left to contradict the status (and the ready time's CHECK).
+   UPDATE fills f SET status = 'ready', ready_at = coalesce(f.ready_at, $2), picked_up_at = NULL, updated_at = $2
    FROM fill WHERE f.id = fill.id AND fill.status NOT IN ('picked_up', 'returned_to_stock', 'cancelled')
    RETURNING f.id, f.pharmacy_id, f.patient_id, f.ready_at),
  notice AS (

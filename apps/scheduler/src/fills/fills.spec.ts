@@ -49,7 +49,7 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
         fill({ quantity: 0 }),
         fill({ refillsRemaining: -1 }),
         fill({ filledAt: new Date(Date.now() + 86400_000).toISOString() }),
-        fill({ status: 'ready', readyAt: hoursAgo(1), pickedUpAt: hoursAgo(3) }),
+        fill({ status: 'picked_up', readyAt: hoursAgo(1), pickedUpAt: hoursAgo(3) }),
         fill({ patientExternalId: 'nobody' }),
         'not an object',
       ],
@@ -86,10 +86,21 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
         fill({ filledAt: '2025-05-01T10:00:00,5Z' }),
         fill({ patientExternalId: 'nobody', readyAt: '2025-W18-4', status: 'ready' }),
         fill({ externalId: 'F-\ud800' }),
+        // Ready from now (no readyAt) but picked up before: the ready time would break the table's CHECK.
+        fill({ status: 'ready', pickedUpAt: hoursAgo(3) }),
       ],
     }).expect(200);
     const results = response.body.results as { outcome: string; errors?: string[] }[];
-    expect(results.map((r) => r.outcome)).toEqual(['created', 'rejected', 'rejected', 'rejected']);
+    expect(results.map((r) => r.outcome)).toEqual([
+      'created',
+      'rejected',
+      'rejected',
+      'rejected',
+      'rejected',
+    ]);
+    expect(results[4].errors).toEqual([
+      'pickedUpAt is only allowed when status is picked_up (status is ready)',
+    ]);
     expect(results[1].errors).toEqual([expect.stringMatching(/^filledAt must be an ISO 8601 date and time/)]);
     expect(results[2].errors).toEqual([expect.stringMatching(/^readyAt must be an ISO 8601 date and time/)]);
     expect(results[3].errors).toEqual([expect.stringMatching(/^externalId must be well-formed Unicode/)]);
@@ -193,6 +204,17 @@ describe('fills (scheduler, real Postgres and Redis)', () => {
     expect(
       await t.db.query(`SELECT id FROM notifications WHERE fill_ids = ARRAY[$1::uuid]`, [done.id]),
     ).toEqual([]);
+  });
+
+  it('marks ready a fill stored in progress with a pick-up time (before that was refused), dropping the time', async () => {
+    const [stored] = (await post({ fills: [fill()] }).expect(200)).body.results;
+    await t.db.query(`UPDATE fills SET picked_up_at = $2 WHERE id = $1`, [stored.id, hoursAgo(3)]);
+    await request(t.http)
+      .post(`/v1/fills/${stored.id}/ready`)
+      .set('Authorization', `Bearer ${staff}`)
+      .expect(202);
+    const [row] = await t.db.query(`SELECT status, picked_up_at FROM fills WHERE id = $1`, [stored.id]);
+    expect(row).toEqual({ status: 'ready', picked_up_at: null });
   });
 
   it("holds ready notices for the pharmacy's coalescing window: 60 s by default, none at 0", async () => {
