@@ -1,11 +1,12 @@
 import type { Language } from '@rxnotify/common/messaging';
+import { twimlText } from '@rxnotify/common/twilio/twiml-text';
 import twilio from 'twilio';
 import type { GatherOutcome } from './voice-gather.service';
 
 /** TwiML for an SMS webhook: one `<Message>`, or an empty `<Response/>` for no reply. */
 export function messagingTwiml(reply: string | null): string {
   const response = new twilio.twiml.MessagingResponse();
-  if (reply !== null) response.message(reply);
+  if (reply !== null) response.message(twimlText(reply));
   return response.toString();
 }
 
@@ -35,7 +36,7 @@ export function gatherTwiml(outcome: GatherOutcome, retryUrl: string): string {
   const script = SCRIPT[outcome.language];
   switch (outcome.kind) {
     case 'opted_out':
-      response.say(voice, script.optedOut(outcome.pharmacyName.replace(/\s+/g, ' ').trim()));
+      response.say(voice, twimlText(script.optedOut(outcome.pharmacyName.replace(/\s+/g, ' ').trim())));
       response.hangup();
       break;
     case 'repeat_menu':

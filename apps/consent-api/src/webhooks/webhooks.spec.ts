@@ -259,6 +259,25 @@ describe('Twilio webhooks (consent-api, real Postgres, signed requests)', () => 
       expect(current).toEqual(last);
     });
 
+    it('confirms a STOP and a keypress for a pharmacy whose name holds a character XML cannot carry', async () => {
+      // U+FFFF passes every name rule; twilio's TwiML builder threw on it after the opt-out was recorded.
+      // A name with no letters GSM-7 can spell is sent as it is.
+      const odd = await t.given.pharmacy({ name: '薬局\uffff', smsFrom: '+14155550177' });
+      const patient = await t.given.patient(odd, { phone: `+1415555${phones++}`, consent: ['sms', 'voice'] });
+      const stop = await sms(patient.phone, 'STOP', { to: odd.smsFrom }).expect(200);
+      expect(messages(stop.text)[0]).toMatch(/unsubscribed from 薬局 messages\. Reply START/i);
+      expect(await consent(patient.id, 'sms')).toBe('opted_out');
+      const call = await post('/webhooks/twilio/voice/gather', {
+        CallSid: sid('CA'),
+        AccountSid: t.config.twilio.accountSid,
+        From: odd.smsFrom,
+        To: patient.phone,
+        Digits: '9',
+        Direction: 'outbound-api',
+      }).expect(200);
+      expect(call.text).toContain('automated calls from 薬局. Goodbye.</Say>');
+    });
+
     it('answers 400 for a signed form without the fields Twilio always sends', async () => {
       const res = await post('/webhooks/twilio/sms', {
         From: '+14155550000',

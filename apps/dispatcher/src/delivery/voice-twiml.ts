@@ -1,5 +1,6 @@
 import twilio from 'twilio';
 import type { Language } from '@rxnotify/common/messaging';
+import { twimlText } from '@rxnotify/common/twilio/twiml-text';
 
 function voiceFor(language: Language) {
   return language === 'es'
@@ -11,7 +12,7 @@ function voiceFor(language: Language) {
 export function callTwiml(text: string, language: Language, gatherUrl: string): string {
   const response = new twilio.twiml.VoiceResponse();
   const voice = voiceFor(language);
-  response.say(voice, text);
+  response.say(voice, twimlText(text));
   const gather = response.gather({ numDigits: 1, timeout: 5, action: gatherUrl });
   gather.say(
     voice,
@@ -23,7 +24,7 @@ export function callTwiml(text: string, language: Language, gatherUrl: string): 
 /** What a voicemail records: the message alone, since nobody is there to press a key. */
 export function voicemailTwiml(text: string, language: Language): string {
   const response = new twilio.twiml.VoiceResponse();
-  response.say(voiceFor(language), text);
+  response.say(voiceFor(language), twimlText(text));
   response.hangup();
   return response.toString();
 }

@@ -407,6 +407,12 @@ describe('renderVoice', () => {
     );
   });
 
+  it('never cuts a long name in the middle of an emoji', () => {
+    const text = renderVoice('ready', 'en', { ...base, pharmacyName: 'A' + '\u{1F48A}'.repeat(40) });
+    expect(text).not.toMatch(/\p{Cs}/u);
+    expect(text).toContain('A\u{1F48A}');
+  });
+
   it('names the return-to-stock date on step 3', () => {
     expect(renderVoice('unclaimed_pickup', 'en', { ...base, step: 3 })).toContain(
       'returned to stock on Nov 30',
@@ -593,6 +599,12 @@ describe('pharmacy templates (settings.templates)', () => {
       'settings.templates.ready.es must end with the opt-out line "Responda ALTO para cancelar."',
     ],
     ['ready', 'en', en('Ready.\u0007'), 'settings.templates.ready.en must not contain control characters'],
+    [
+      'ready',
+      'en',
+      en('Ready \ud800.'),
+      'settings.templates.ready.en must be well-formed Unicode text (it holds half of a surrogate pair)',
+    ],
     [
       'ready',
       'en',

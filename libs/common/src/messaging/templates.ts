@@ -589,6 +589,9 @@ function templateTextProblems(key: TemplateKey, language: Language, text: string
   if (hasControlCharacter(text, '\n')) {
     problems.push(`${path} must not contain control characters (a line break is allowed)`);
   }
+  if (/\p{Cs}/u.test(text)) {
+    problems.push(`${path} must be well-formed Unicode text (it holds half of a surrogate pair)`);
+  }
   const used = new Set<string>();
   for (const match of text.matchAll(PLACEHOLDER)) used.add(match[1]);
   for (const placeholder of used) {
@@ -818,7 +821,8 @@ function voiceName(pharmacyName: string): string {
   const words = name.split(' ');
   let short = words.slice(0, MAX_VOICE_NAME_WORDS).join(' ');
   if (short.length > MAX_VOICE_NAME_LENGTH) {
-    const cut = short.slice(0, MAX_VOICE_NAME_LENGTH);
+    // Never half of a surrogate pair (an emoji cut in two).
+    const cut = short.slice(0, MAX_VOICE_NAME_LENGTH).replace(/[\uD800-\uDBFF]$/, '');
     const space = cut.lastIndexOf(' ');
     short = space > 0 ? cut.slice(0, space) : cut;
   }
