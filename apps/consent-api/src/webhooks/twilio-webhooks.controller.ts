@@ -3,6 +3,7 @@ import { ApiConsumes, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagge
 import { Public } from '@rxnotify/common/auth/api-key.guard';
 import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
+import { readTwilioForm } from '@rxnotify/common/twilio/twilio-form';
 import type { Request, Response } from 'express';
 import { InboundSmsService } from './inbound-sms.service';
 import { gatherTwiml, messagingTwiml } from './twiml';
@@ -32,7 +33,7 @@ export class TwilioWebhooksController {
   @HttpCode(200)
   @ApiOkResponse({ description: 'TwiML: a confirmation <Message>, or an empty <Response/>' })
   async sms(@Req() request: Request, @Res({ passthrough: true }) response: Response): Promise<string> {
-    const form = read(request, ['MessageSid', 'From', 'To'], ['Body']);
+    const form = readTwilioForm(request, ['MessageSid', 'From', 'To'], ['Body']);
     const reply = await this.inboundSms.receive({
       messageSid: sid(form.MessageSid, 'MessageSid'),
       from: form.From,
@@ -47,7 +48,7 @@ export class TwilioWebhooksController {
   @HttpCode(200)
   @ApiOkResponse({ description: 'TwiML: the opt-out confirmation, the menu once more, or goodbye' })
   async gather(@Req() request: Request, @Res({ passthrough: true }) response: Response): Promise<string> {
-    const form = read(request, ['CallSid', 'From', 'To'], ['Digits']);
+    const form = readTwilioForm(request, ['CallSid', 'From', 'To'], ['Digits']);
     const outcome = await this.voiceGather.gather({
       callSid: sid(form.CallSid, 'CallSid'),
       from: form.From,
@@ -58,28 +59,6 @@ export class TwilioWebhooksController {
     response.type('text/xml');
     return gatherTwiml(outcome, `${this.config.publicUrls.consentApi}${GATHER_PATH}?retry=1`);
   }
-}
-
-/** The named fields of a (signature-checked) Twilio form; optional ones default to the empty string. */
-function read<R extends string, O extends string>(
-  request: Request,
-  required: R[],
-  optional: O[],
-): Record<R | O, string> {
-  const body: unknown = request.body;
-  const form: Record<string, unknown> =
-    typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  const fields: Record<string, string> = {};
-  const missing: string[] = [];
-  for (const name of [...required, ...optional]) {
-    const value = form[name];
-    if (typeof value === 'string') fields[name] = value;
-    else if ((required as string[]).includes(name)) missing.push(`${name} is required, once`);
-    else if (value === undefined) fields[name] = '';
-    else missing.push(`${name} must be given once`);
-  }
-  if (missing.length > 0) throw new BadRequestException(missing);
-  return fields as Record<R | O, string>;
 }
 
 function sid(value: string, field: string): string {

@@ -88,7 +88,7 @@ const STATUS_RANK: Record<string, number> = {
 };
 
 export function isKnownStatus(status: string): boolean {
-  return status in STATUS_RANK;
+  return Object.prototype.hasOwnProperty.call(STATUS_RANK, status);
 }
 
 /** The current statuses a message may move from to reach `next`. */

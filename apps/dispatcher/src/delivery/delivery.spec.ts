@@ -339,6 +339,25 @@ describe('delivery (dispatcher, real Postgres, Redis and the Twilio sandbox over
     await signedPost(path, params).expect(200);
     const [after] = await t.db.query(`SELECT status FROM messages WHERE id = $1`, [message.id]);
     expect(after.status).toBe('delivered');
+
+    // Signed but odd: no form at all changes nothing (was a 500); a field given twice is a 400 naming it.
+    const signature = (form: Record<string, string | string[]>) =>
+      twilio.getExpectedTwilioSignature(
+        SANDBOX_AUTH_TOKEN,
+        `http://127.0.0.1:${port}${path}`,
+        form as Record<string, string>,
+      );
+    await request(t.http).post(path).set('X-Twilio-Signature', signature({})).expect(200);
+    const twice = { MessageSid: message.provider_sid, MessageStatus: ['failed', 'undelivered'] };
+    const refused = await request(t.http)
+      .post(path)
+      .type('form')
+      .set('X-Twilio-Signature', signature(twice))
+      .send(`MessageSid=${message.provider_sid}&MessageStatus=failed&MessageStatus=undelivered`)
+      .expect(400);
+    expect(refused.body.message).toEqual(['MessageStatus must be given once']);
+    const [still] = await t.db.query(`SELECT status FROM messages WHERE id = $1`, [message.id]);
+    expect(still.status).toBe('delivered');
   });
 
   it('refuses a forged answering-machine verdict, and ignores one about a text', async () => {

@@ -1,11 +1,11 @@
 import {
-  Body,
   Controller,
   HttpCode,
   Inject,
   Injectable,
   Post,
   Query,
+  Req,
   ServiceUnavailableException,
   UseGuards,
 } from '@nestjs/common';
@@ -13,7 +13,9 @@ import { ApiExcludeEndpoint, ApiTags } from '@nestjs/swagger';
 import { Public } from '@rxnotify/common/auth/api-key.guard';
 import type { AppConfig } from '@rxnotify/common/config/config';
 import { APP_CONFIG } from '@rxnotify/common/config/config.module';
+import { readTwilioForm } from '@rxnotify/common/twilio/twilio-form';
 import { TwilioSignatureGuard } from '@rxnotify/common/twilio/twilio-signature.guard';
+import type { Request } from 'express';
 import { StatusService } from './status.service';
 import { VoicemailService } from './voicemail.service';
 
@@ -46,13 +48,18 @@ export class StatusWebhookController {
   @ApiExcludeEndpoint()
   async messageStatus(
     @Query('attemptId') attemptId: string | undefined,
-    @Body() body: Record<string, string>,
+    @Req() request: Request,
   ): Promise<void> {
+    const form = readTwilioForm(
+      request,
+      [],
+      ['MessageStatus', 'SmsStatus', 'MessageSid', 'SmsSid', 'ErrorCode'],
+    );
     await this.statuses.apply(
       attemptId,
-      body.MessageStatus ?? body.SmsStatus,
-      body.MessageSid ?? body.SmsSid,
-      body.ErrorCode,
+      form.MessageStatus || form.SmsStatus,
+      form.MessageSid || form.SmsSid,
+      form.ErrorCode,
     );
   }
 
@@ -62,9 +69,10 @@ export class StatusWebhookController {
   @ApiExcludeEndpoint()
   async callStatus(
     @Query('attemptId') attemptId: string | undefined,
-    @Body() body: Record<string, string>,
+    @Req() request: Request,
   ): Promise<void> {
-    await this.statuses.apply(attemptId, body.CallStatus, body.CallSid, body.ErrorCode);
+    const form = readTwilioForm(request, [], ['CallStatus', 'CallSid', 'ErrorCode']);
+    await this.statuses.apply(attemptId, form.CallStatus, form.CallSid, form.ErrorCode);
   }
 
   /** The asynchronous answering-machine verdict of a call (AsyncAmdStatusCallback). */
@@ -74,9 +82,10 @@ export class StatusWebhookController {
   @ApiExcludeEndpoint()
   async answeringMachine(
     @Query('attemptId') attemptId: string | undefined,
-    @Body() body: Record<string, string>,
+    @Req() request: Request,
   ): Promise<void> {
-    const outcome = await this.voicemail.answered(attemptId, body.CallSid, body.AnsweredBy);
+    const form = readTwilioForm(request, [], ['CallSid', 'AnsweredBy']);
+    const outcome = await this.voicemail.answered(attemptId, form.CallSid, form.AnsweredBy);
     if (outcome === 'retry') throw new ServiceUnavailableException('provider unavailable; post again');
   }
 }
