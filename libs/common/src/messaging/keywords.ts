@@ -218,8 +218,17 @@ function clauses(normalized: string): string[][] {
 function tokens(text: string): string[] {
   return text
     .split(/[^\p{L}\p{N}']+/u)
-    .map((token) => token.replace(/^'+|'+$/g, ''))
+    .map(trimApostrophes)
     .filter((token) => token.length > 0);
+}
+
+/** Without leading and trailing apostrophes; a loop, where /'+$/ would backtrack over a long run at every start. */
+function trimApostrophes(token: string): string {
+  let start = 0;
+  let end = token.length;
+  while (start < end && token[start] === "'") start++;
+  while (end > start && token[end - 1] === "'") end--;
+  return token.slice(start, end);
 }
 
 function isKeyword(token: string): boolean {
