@@ -56,7 +56,7 @@ export function fillKey(pharmacyId: string, externalId: string): string {
  */
 export class FillBatch {
   private readonly results: FillOutcome[] = [];
-  private readonly valid: (ValidFill & { fill: FillDto })[] = [];
+  private readonly valid: { row: ValidFill; fill: FillDto }[] = [];
 
   /** `now` bounds the dates a fill may carry ("must not be in the future"), read as each fill is added. */
   constructor(
@@ -85,11 +85,7 @@ export class FillBatch {
       this.results.push(undefined as unknown as FillOutcome);
       const { pharmacyId, externalId, patientExternalId } = check.fill;
       this.valid.push({
-        index,
-        key: fillKey(pharmacyId, externalId),
-        pharmacyId,
-        externalId,
-        patientExternalId,
+        row: { index, key: fillKey(pharmacyId, externalId), pharmacyId, externalId, patientExternalId },
         fill: check.fill,
       });
     }
@@ -102,11 +98,11 @@ export class FillBatch {
 
   seal(): SealedFillBatch {
     const lastIndexByKey = new Map<string, number>();
-    for (const { index, key } of this.valid) lastIndexByKey.set(key, index);
-    const rows =
+    for (const { row } of this.valid) lastIndexByKey.set(row.key, row.index);
+    const kept =
       lastIndexByKey.size === this.valid.length
         ? this.valid
-        : this.valid.filter(({ index, key, externalId }) => {
+        : this.valid.filter(({ row: { index, key, externalId } }) => {
             if (lastIndexByKey.get(key) === index) return true;
             this.results[index] = {
               externalId,
@@ -116,7 +112,7 @@ export class FillBatch {
             return false;
           });
     const column = (pick: (fill: FillDto) => ArrayElement): string =>
-      arrayLiteral(rows.map(({ fill }) => pick(fill)));
+      arrayLiteral(kept.map(({ fill }) => pick(fill)));
     const columns: FillColumns = {
       pharmacyId: column((f) => f.pharmacyId),
       externalId: column((f) => f.externalId),
@@ -134,16 +130,6 @@ export class FillBatch {
       maintenance: column((f) => f.maintenance ?? false),
       therapeuticClass: column((f) => f.therapeuticClass ?? null),
     };
-    return {
-      results: this.results,
-      rows: rows.map(({ index, key, pharmacyId, externalId, patientExternalId }) => ({
-        index,
-        key,
-        pharmacyId,
-        externalId,
-        patientExternalId,
-      })),
-      columns,
-    };
+    return { results: this.results, rows: kept.map(({ row }) => row), columns };
   }
 }

@@ -14,6 +14,7 @@ import {
   validateSync,
   type ValidationError,
 } from 'class-validator';
+import { hasLoneSurrogate, LONE_SURROGATE_PROBLEM } from '@rxnotify/common/unicode';
 import { FILL_STATUSES, FillDto } from './fill.dto';
 
 /** How far ahead of our clock a PhMS clock may run before a fill date counts as "in the future". */
@@ -99,9 +100,7 @@ export function checkFill(input: unknown, now: Date): FillCheck {
   return errors.length > 0 ? { ok: false, externalId, errors } : { ok: true, fill };
 }
 
-/** Half of a surrogate pair without its other half. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const isUnstorable = (text: string) => text.includes('\u0000') || LONE_SURROGATE.test(text);
+const isUnstorable = (text: string) => text.includes('\u0000') || hasLoneSurrogate(text);
 
 /** What is wrong with each text field Postgres cannot store as given; one test a field in the usual case of none. */
 function unstorableText(input: Record<string, unknown>): string[] {
@@ -113,7 +112,7 @@ function unstorableText(input: Record<string, unknown>): string[] {
     (found ??= []).push(
       value.includes('\u0000')
         ? `${key} must not contain a NUL character`
-        : `${key} must be well-formed Unicode text (it holds half of a surrogate pair)`,
+        : `${key} ${LONE_SURROGATE_PROBLEM}`,
     );
   }
   return found ?? NONE;

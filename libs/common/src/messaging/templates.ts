@@ -13,6 +13,7 @@
  * wording that stays GSM-7: é, ñ and ¿ are in the alphabet ("médico"), á, í, ó and ú are not, so
  * "ya se puede recoger" stands in for "está lista". Voice scripts have no such limit and are accented.
  */
+import { hasLoneSurrogate, LONE_SURROGATE_PROBLEM } from '../unicode';
 import { GSM7_SEGMENT_LIMIT, UCS2_SEGMENT_LIMIT, isGsm7, smsLength, toGsm7 } from './gsm7';
 
 export type Language = 'en' | 'es';
@@ -589,9 +590,7 @@ function templateTextProblems(key: TemplateKey, language: Language, text: string
   if (hasControlCharacter(text, '\n')) {
     problems.push(`${path} must not contain control characters (a line break is allowed)`);
   }
-  if (/\p{Cs}/u.test(text)) {
-    problems.push(`${path} must be well-formed Unicode text (it holds half of a surrogate pair)`);
-  }
+  if (hasLoneSurrogate(text)) problems.push(`${path} ${LONE_SURROGATE_PROBLEM}`);
   const used = new Set<string>();
   for (const match of text.matchAll(PLACEHOLDER)) used.add(match[1]);
   for (const placeholder of used) {
